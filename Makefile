@@ -1,0 +1,29 @@
+# The README's commands. Each target sets up .venv on a fresh machine before it runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: serve test lint
+
+# The serving install carries no torch; the full one adds training and test tools.
+$(BIN)/.serve-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[service]'
+	touch $@
+
+$(BIN)/.all-installed: pyproject.toml $(BIN)/.serve-installed
+	$(BIN)/python -m pip install --quiet -e '.[service,training,dev]'
+	touch $@
+
+serve: $(BIN)/.serve-installed
+	$(BIN)/python -m service --host $(HOST) --port $(PORT)
+
+lint: $(BIN)/.all-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest -q

@@ -1,0 +1,21 @@
+"""Every setting of the service, read from the environment (or a .env file) in one place."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    MODELS_DIR: Path = Path("exported_models")
+    # "auto": CUDA then CPU when onnxruntime-gpu offers CUDA, else CPU; or a comma-separated list.
+    PROVIDERS: str = "auto"
+    REQUIRE_GPU: bool = False  # readiness fails rather than serve on the CPU
+    INTRA_OP_THREADS: int = 0  # 0: one per CPU core
+    LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def get_settings() -> Settings:
+    return Settings()

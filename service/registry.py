@@ -1,0 +1,153 @@
+"""The model registry: every package under MODELS_DIR, validated and opened in onnxruntime.
+
+Layout as in Triton's model repository: `<MODELS_DIR>/<id>/<version>/` with numeric versions.
+A package that fails validation (bad manifest, missing file, wrong sha256, graph that does not
+load) is kept as unavailable with its reason; it never stops the others from loading.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from service.config import Settings
+from service.errors import ModelUnavailableError, NotFoundError
+from service.manifest import Manifest, TensorSpec, read_manifest, sha256_file
+
+log = logging.getLogger("service.registry")
+GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+
+
+@dataclass
+class LoadedModel:
+    manifest: Manifest
+    folder: Path
+    sessions: dict[str, ort.InferenceSession]  # graph name -> session
+    provider: str  # the execution provider onnxruntime actually chose
+    codebook: np.ndarray | None = None  # (K, D), vqvae only
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+
+@dataclass
+class UnavailableModel:
+    id: str
+    version: int | None
+    folder: Path
+    reason: str
+
+
+def choose_providers(setting: str) -> list[str]:
+    available = ort.get_available_providers()
+    if setting == "auto":
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    wanted = [p.strip() for p in setting.split(",") if p.strip()]
+    if unknown := [p for p in wanted if p not in available]:
+        raise ValueError(f"PROVIDERS names {unknown}, but this onnxruntime offers only {available}")
+    return wanted
+
+
+def session_options(settings: Settings) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.INTRA_OP_THREADS or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    # Spinning threads burn the cores that the HTTP workers need; without it latency is steadier.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def dummy_input(spec: TensorSpec) -> np.ndarray:
+    shape = [1 if d < 0 else d for d in spec.shape]
+    return np.zeros(shape, dtype=np.float32 if spec.dtype == "float32" else np.int64)
+
+
+def verify_files(folder: Path, manifest: Manifest) -> None:
+    for name, digest in manifest.files.items():
+        path = folder / name
+        if path.resolve().parent != folder.resolve():
+            raise ValueError(f"file {name!r} lies outside the package")
+        if not path.is_file():
+            raise FileNotFoundError(f"missing file {name}")
+        if sha256_file(path) != digest:
+            raise ValueError(f"{name} does not match its sha256 in the manifest (corrupt or replaced)")
+
+
+def open_package(folder: Path, settings: Settings, providers: list[str]) -> LoadedModel:
+    """Validates the package, opens one session per graph and warms each up once."""
+    manifest = read_manifest(folder)
+    where = f"{folder.parent.name}/{folder.name}"
+    if f"{manifest.id}/{manifest.version}" != where:
+        raise ValueError(f"manifest names {manifest.id}/{manifest.version} but lives in {where}")
+    verify_files(folder, manifest)
+    options = session_options(settings)
+    sessions = {}
+    for name, graph in manifest.graphs.items():
+        session = ort.InferenceSession(str(folder / graph.file), sess_options=options, providers=providers)
+        session.run(None, {spec.name: dummy_input(spec) for spec in graph.inputs})  # warm-up
+        sessions[name] = session
+    provider = next(iter(sessions.values())).get_providers()[0]
+    codebook = np.load(folder / "codebook.npy").astype(np.float32) if manifest.kind == "vqvae" else None
+    return LoadedModel(manifest, folder, sessions, provider, codebook)
+
+
+@dataclass
+class Registry:
+    settings: Settings
+    models: dict[str, dict[int, LoadedModel]] = field(default_factory=dict)  # id -> version -> model
+    unavailable: list[UnavailableModel] = field(default_factory=list)
+    providers: list[str] = field(default_factory=list)
+
+    def load(self) -> None:
+        self.providers = choose_providers(self.settings.PROVIDERS)
+        root = self.settings.MODELS_DIR
+        if not root.is_dir():
+            log.warning("models folder %s does not exist; serving no models", root)
+            return
+        for model_folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for folder in sorted(p for p in model_folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                self._load_one(folder)
+
+    def _load_one(self, folder: Path) -> None:
+        model_id, version = folder.parent.name, int(folder.name) if folder.name.isdigit() else None
+        try:
+            if version is None:
+                raise ValueError(f"{folder.name!r} is not a numeric version folder")
+            model = open_package(folder, self.settings, self.providers)
+        except Exception as error:  # whatever is wrong with one package must not stop the others
+            reason = " ".join(str(error).split())[:300] or type(error).__name__
+            log.error("model %s version %s unavailable: %s", model_id, version, reason)
+            self.unavailable.append(UnavailableModel(model_id, version, folder, reason))
+            return
+        log.info("loaded %s version %d on %s", model.id, model.version, model.provider)
+        self.models.setdefault(model.id, {})[model.version] = model
+
+    def get(self, model_id: str, version: int | None = None) -> LoadedModel:
+        """The named version, or the newest; NotFoundError or ModelUnavailableError otherwise."""
+        versions = self.models.get(model_id, {})
+        if version is None and versions:
+            return versions[max(versions)]
+        if version in versions:
+            return versions[version]
+        for broken in self.unavailable:
+            if broken.id == model_id and version in (None, broken.version):
+                message = f"model {model_id!r} version {broken.version} failed to load: {broken.reason}"
+                raise ModelUnavailableError(message)
+        if versions:
+            raise NotFoundError(f"model {model_id!r} has no version {version}; it has {sorted(versions)}")
+        raise NotFoundError(f"no model {model_id!r}")
+
+    def all_models(self) -> list[LoadedModel]:
+        return [model for versions in self.models.values() for model in versions.values()]
+
+    def gpu_ok(self) -> bool:
+        return all(model.provider in GPU_PROVIDERS for model in self.all_models())

@@ -1,0 +1,73 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from service.config import Settings
+from service.errors import ModelUnavailableError, NotFoundError
+from service.registry import Registry
+from tests.conftest import TinyPipeline
+
+
+@pytest.fixture
+def models_dir(tiny_pipeline: TinyPipeline, tmp_path: Path) -> Path:
+    """Two versions of a good model and one of every kind of broken one."""
+    root = tmp_path / "models"
+    for target in ("good/1", "good/2", "corrupt/1", "missing/1", "badjson/1", "renamed/1"):
+        shutil.copytree(tiny_pipeline.package, root / target)
+    for version in ("1", "2"):
+        manifest = json.loads((root / "good" / version / "manifest.json").read_text())
+        manifest.update(id="good", version=int(version))
+        (root / "good" / version / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("corrupt", "missing", "badjson"):
+        manifest = json.loads((root / name / "1" / "manifest.json").read_text())
+        (root / name / "1" / "manifest.json").write_text(json.dumps({**manifest, "id": name}))
+    with open(root / "corrupt" / "1" / "decoder.onnx", "r+b") as f:
+        f.seek(100)
+        f.write(b"garbage")
+    (root / "missing" / "1" / "prior.onnx").unlink()
+    (root / "badjson" / "1" / "manifest.json").write_text("{not json")
+    (root / "stray-file.txt").write_text("ignored")
+    (root / "good" / "latest").mkdir()  # not a numeric version
+    return root
+
+
+def test_broken_packages_are_listed_with_reasons_and_do_not_stop_the_others(models_dir: Path) -> None:
+    registry = Registry(Settings(MODELS_DIR=models_dir))
+    registry.load()
+    assert sorted(registry.models) == ["good"] and sorted(registry.models["good"]) == [1, 2]
+    reasons = {(u.id, u.version): u.reason for u in registry.unavailable}
+    assert "sha256" in reasons[("corrupt", 1)]
+    assert "missing file prior.onnx" in reasons[("missing", 1)]
+    assert "JSON" in reasons[("badjson", 1)] or "json" in reasons[("badjson", 1)]
+    assert "tiny-vqvae/1" in reasons[("renamed", 1)]  # its manifest names another model
+    assert "numeric version" in reasons[("good", None)]
+
+
+def test_newest_version_by_default_and_named_versions(models_dir: Path) -> None:
+    registry = Registry(Settings(MODELS_DIR=models_dir))
+    registry.load()
+    assert registry.get("good").version == 2
+    assert registry.get("good", 1).version == 1
+    model = registry.get("good")
+    assert model.provider == "CPUExecutionProvider"
+    assert set(model.sessions) == {"encoder", "decoder", "prior"}
+    assert model.codebook.shape == (16, 4)
+    with pytest.raises(NotFoundError, match="no version 3"):
+        registry.get("good", 3)
+    with pytest.raises(NotFoundError, match="no model"):
+        registry.get("nothing")
+    with pytest.raises(ModelUnavailableError, match="sha256"):
+        registry.get("corrupt")
+
+
+def test_missing_models_folder_serves_nothing(tmp_path: Path) -> None:
+    registry = Registry(Settings(MODELS_DIR=tmp_path / "absent"))
+    registry.load()
+    assert registry.models == {} and registry.unavailable == []
+
+
+def test_unknown_provider_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="NoSuchExecutionProvider"):
+        Registry(Settings(MODELS_DIR=tmp_path, PROVIDERS="NoSuchExecutionProvider")).load()

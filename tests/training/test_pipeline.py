@@ -1,0 +1,146 @@
+"""End to end on synthetic data: train -> prior -> evaluate -> export -> onnxruntime."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import training.train
+from service.manifest import read_manifest, sha256_file
+from tests.conftest import DATA, TINY_VQVAE, TinyPipeline, run_options
+from training.__main__ import main
+from training.checkpoint import load_checkpoint, load_model
+from training.evaluate import reconstruction_metrics
+from training.export import PARITY_TOLERANCE, DecoderGraph, ExportOptions, ParityError, export_vqvae, max_differences
+from training.train import train_vqvae
+
+
+def session(package: Path, graph: str) -> ort.InferenceSession:
+    return ort.InferenceSession(str(package / f"{graph}.onnx"), providers=["CPUExecutionProvider"])
+
+
+def test_package_matches_the_contract(tiny_pipeline: TinyPipeline) -> None:
+    package = tiny_pipeline.package
+    manifest = read_manifest(package)
+    assert (manifest.id, manifest.version, manifest.kind) == ("tiny-vqvae", 1, "vqvae")
+    assert manifest.image_shape == (1, 28, 28) and manifest.latent_shape == [4, 7, 7]
+    assert manifest.num_codes == 16 and manifest.prior.conditional and manifest.prior.num_classes == 10
+    assert manifest.opset >= 17
+    assert set(manifest.files) == {"encoder.onnx", "decoder.onnx", "prior.onnx", "codebook.npy", "samples.png"}
+    for name, digest in manifest.files.items():
+        assert sha256_file(package / name) == digest
+    assert all(value <= PARITY_TOLERANCE for value in manifest.parity.values())
+    assert manifest.parity["encoder.codes"] == 0
+    evaluation = json.loads(tiny_pipeline.evaluation.read_text())
+    assert manifest.metrics == evaluation["metrics"]
+    assert {"mse", "psnr", "codebook_usage", "perplexity", "bits_per_code", "bits_per_pixel", "inception_score"} <= set(
+        manifest.metrics
+    )
+    selected = {
+        "vqvae": load_checkpoint(tiny_pipeline.vqvae)["epoch"],
+        "prior": load_checkpoint(tiny_pipeline.prior)["epoch"],
+    }
+    assert manifest.training.epochs == selected and manifest.training.dataset == DATA
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_onnx_graphs_agree_with_torch_at_any_batch_size(tiny_pipeline: TinyPipeline, batch: int) -> None:
+    package = tiny_pipeline.package
+    vqvae = load_model(tiny_pipeline.vqvae, "vqvae")
+    prior = load_model(tiny_pipeline.prior, "prior")
+    images = torch.rand(batch, 1, 28, 28)
+    z_e, codes = session(package, "encoder").run(None, {"image": images.numpy()})
+    torch_z_e, torch_codes = vqvae.encode(images)
+    np.testing.assert_allclose(z_e, torch_z_e.detach().numpy(), atol=PARITY_TOLERANCE)
+    np.testing.assert_array_equal(codes, torch_codes.numpy())
+
+    codebook = np.load(package / "codebook.npy")
+    z_q = codebook[codes].transpose(0, 3, 1, 2)  # the contract: codes -> z_q is codebook[codes]
+    (image,) = session(package, "decoder").run(None, {"z_q": z_q})
+    assert image.shape == (batch, 1, 28, 28) and image.min() >= 0 and image.max() <= 1
+    np.testing.assert_allclose(image, vqvae.decode_codes(torch_codes).detach().numpy(), atol=PARITY_TOLERANCE)
+
+    labels = np.arange(batch) % 10
+    (logits,) = session(package, "prior").run(None, {"codes": codes, "labels": labels})
+    assert logits.shape == (batch, 16, 7, 7)
+    expected = prior.logits(torch.from_numpy(codes), torch.from_numpy(labels)).detach().numpy()
+    np.testing.assert_allclose(logits, expected, atol=PARITY_TOLERANCE)
+
+
+def test_parity_check_fails_when_graph_and_model_differ(tiny_pipeline: TinyPipeline) -> None:
+    vqvae = load_model(tiny_pipeline.vqvae, "vqvae")
+    with torch.no_grad():
+        vqvae.decoder.net[0].bias.add_(0.5)  # the model now disagrees with the exported decoder
+    z_q = torch.randn(2, 4, 7, 7)
+    with pytest.raises(ParityError, match="image differs"):
+        max_differences(DecoderGraph(vqvae), tiny_pipeline.package / "decoder.onnx", {"z_q": z_q}, ["image"])
+
+
+def test_export_adds_versions_and_never_overwrites(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
+    options = ExportOptions(
+        vqvae=str(tiny_pipeline.vqvae),
+        prior=str(tiny_pipeline.prior),
+        evaluation="",
+        data=DATA,
+        out=str(tmp_path),
+        id="m",
+    )
+    assert export_vqvae(options).name == "1"
+    assert export_vqvae(options).name == "2"
+    options.version = 2
+    with pytest.raises(FileExistsError, match="immutable"):
+        export_vqvae(options)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "2"]  # no partial folders left
+
+
+def test_resumed_training_matches_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = load_checkpoint(train_vqvae(run_options(tmp_path / "straight"), TINY_VQVAE).parent / "last.pt")
+
+    calls = []
+
+    def crash_in_second_validation(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the run dies after saving epoch 1
+        return reconstruction_metrics(*args, **kwargs)
+
+    monkeypatch.setattr(training.train, "reconstruction_metrics", crash_in_second_validation)
+    with pytest.raises(KeyboardInterrupt):
+        train_vqvae(run_options(tmp_path / "resumed"), TINY_VQVAE)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
+    options = run_options(tmp_path / "resumed")
+    options.resume = True
+    resumed = load_checkpoint(train_vqvae(options, TINY_VQVAE).parent / "last.pt")
+    assert resumed["epoch"] == 2
+    for name, tensor in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][name], tensor, msg=name)
+
+
+def test_command_line_trains_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    main(
+        [
+            "vqvae",
+            "--data",
+            "synthetic:64",
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--residual-hidden",
+            "4",
+            "--num-codes",
+            "8",
+        ]
+    )
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "reconstructions.png").is_file()
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"epoch", "train_loss", "val_mse", "val_codebook_usage", "val_perplexity"} <= set(record)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["no-such-command"])
+    assert exit_info.value.code == 2

@@ -1,0 +1,92 @@
+"""One command line for every training stage: `python -m training <command> --help`.
+
+vqvae       stage 1: train the VQ-VAE autoencoder
+prior       stage 2: encode the dataset, train the PixelCNN prior on its codes
+classifier  train the digit classifier that scores samples
+evaluate    measure a VQ-VAE and its prior on the test split
+export      write the ONNX model package, checked against torch
+"""
+
+import argparse
+import json
+import sys
+
+from training.cli import add_options, build
+from training.evaluate import EvaluateOptions, evaluate_vqvae
+from training.export import ExportOptions, export_vqvae
+from training.models.classifier import ClassifierConfig
+from training.models.pixelcnn import PixelCNNConfig
+from training.models.vq_vae import VQVAEConfig
+from training.run import RunOptions
+from training.train import train_vqvae
+from training.train_classifier import train_classifier
+from training.train_prior import PriorOptions, train_prior
+
+# Fields set from the data or the stage-1 model rather than from the command line.
+DERIVED = {
+    VQVAEConfig: ("image_channels", "image_size"),
+    PixelCNNConfig: ("num_codes", "grid_size", "num_classes"),
+    ClassifierConfig: ("image_channels", "image_size", "num_classes"),
+}
+
+
+def parse(command: str, description: str, argv: list[str], *option_classes: type) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(f"python -m training {command}", description=description)
+    for cls in option_classes:
+        add_options(parser, cls, exclude=DERIVED.get(cls, ()))
+    if RunOptions in option_classes:
+        parser.set_defaults(out=f"runs/{command}")  # each training stage has its own run folder
+    return parser.parse_args(argv)
+
+
+def vqvae_command(argv: list[str]) -> None:
+    args = parse("vqvae", "Stage 1: train the VQ-VAE.", argv, RunOptions, VQVAEConfig)
+    print(train_vqvae(build(RunOptions, args), build(VQVAEConfig, args)))
+
+
+def prior_command(argv: list[str]) -> None:
+    args = parse(
+        "prior",
+        "Stage 2: train the PixelCNN prior on the dataset's codes.",
+        argv,
+        RunOptions,
+        PriorOptions,
+        PixelCNNConfig,
+    )
+    print(train_prior(build(RunOptions, args), build(PriorOptions, args), build(PixelCNNConfig, args)))
+
+
+def classifier_command(argv: list[str]) -> None:
+    args = parse("classifier", "Train the classifier that scores samples.", argv, RunOptions, ClassifierConfig)
+    print(train_classifier(build(RunOptions, args), build(ClassifierConfig, args)))
+
+
+def evaluate_command(argv: list[str]) -> None:
+    args = parse("evaluate", "Measure a VQ-VAE and its prior on the test split.", argv, EvaluateOptions)
+    print(json.dumps(evaluate_vqvae(build(EvaluateOptions, args)), indent=2))
+
+
+def export_command(argv: list[str]) -> None:
+    args = parse("export", "Write the ONNX model package, checked against torch.", argv, ExportOptions)
+    print(export_vqvae(build(ExportOptions, args)))
+
+
+COMMANDS = {
+    "vqvae": vqvae_command,
+    "prior": prior_command,
+    "classifier": classifier_command,
+    "evaluate": evaluate_command,
+    "export": export_command,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__)
+        raise SystemExit(2)
+    COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Export a trained VQ-VAE and its prior as a model package (`python -m training export ...`).
+
+Writes encoder.onnx, decoder.onnx, prior.onnx, codebook.npy, samples.png and manifest.json to
+`<out>/<id>/<version>/`, after checking every graph against torch with onnxruntime. The package
+appears atomically: it is assembled in a hidden folder and renamed into place.
+"""
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from service.images import png_bytes, tile
+from service.manifest import MANIFEST_FILE, GraphSpec, Manifest, PriorSpec, Provenance, TensorSpec, sha256_file
+from training.checkpoint import load_checkpoint, load_model
+from training.data import load_dataset
+from training.models.pixelcnn import PixelCNN
+from training.models.vq_vae import VQVAE
+
+PARITY_TOLERANCE = 1e-4
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+@dataclass
+class ExportOptions:
+    vqvae: str = "runs/vqvae/best.pt"
+    prior: str = "runs/prior/best.pt"
+    evaluation: str = "runs/evaluation.json"  # the report of `python -m training evaluate`; "" for none
+    data: str = "../shared/data/mnist.npz"  # its validation images drive the parity check
+    out: str = "exported_models"
+    id: str = "mnist-vqvae"
+    version: int = 0  # 0: one above the newest existing version
+    opset: int = 17
+    dynamo: bool = False  # torch.onnx's dynamo exporter; the legacy one folds the PixelCNN masks
+    hardware: str = "unknown"  # what the model was trained on, for the manifest
+    description: str = ""
+    seed: int = 0
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, vqvae: VQVAE):
+        super().__init__()
+        self.vqvae = vqvae
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.vqvae.encode(image)
+
+
+class DecoderGraph(nn.Module):
+    def __init__(self, vqvae: VQVAE):
+        super().__init__()
+        self.vqvae = vqvae
+
+    def forward(self, z_q: torch.Tensor) -> torch.Tensor:
+        return self.vqvae.decode(z_q)
+
+
+class PriorGraph(nn.Module):
+    def __init__(self, prior: PixelCNN):
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.prior.logits(codes, labels)
+
+
+def tensor_spec(name: str, example: torch.Tensor) -> TensorSpec:
+    dtype = {torch.float32: "float32", torch.int64: "int64"}[example.dtype]
+    return TensorSpec(name=name, dtype=dtype, shape=[-1, *example.shape[1:]])
+
+
+def export_graph(
+    module: nn.Module, inputs: dict[str, torch.Tensor], output_names: list[str], path: Path, options: ExportOptions
+) -> GraphSpec:
+    """Exports with a dynamic batch axis on every input and output."""
+    module.eval()
+    names = list(inputs) + output_names
+    torch.onnx.export(
+        module,
+        tuple(inputs.values()),
+        str(path),
+        input_names=list(inputs),
+        output_names=output_names,
+        dynamic_axes={name: {0: "batch"} for name in names},
+        opset_version=options.opset,
+        dynamo=options.dynamo,
+    )
+    with torch.no_grad():
+        outputs = module(*inputs.values())
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    return GraphSpec(
+        file=path.name,
+        inputs=[tensor_spec(n, t) for n, t in inputs.items()],
+        outputs=[tensor_spec(n, t) for n, t in zip(output_names, outputs, strict=True)],
+    )
+
+
+def max_differences(
+    module: nn.Module, path: Path, inputs: dict[str, torch.Tensor], output_names: list[str]
+) -> dict[str, float]:
+    """Runs torch and onnxruntime on the same inputs; max |difference| per output."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(output_names, {n: t.numpy() for n, t in inputs.items()})
+    with torch.no_grad():
+        expected = module(*inputs.values())
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    differences = {}
+    for name, ours, theirs in zip(output_names, expected, got, strict=True):
+        if ours.dtype == torch.int64:
+            differences[name] = float((ours.numpy() != theirs).sum())  # integer outputs must match exactly
+            if differences[name]:
+                raise ParityError(f"{path.name}: {name} differs at {differences[name]:.0f} positions")
+        else:
+            differences[name] = float(np.abs(ours.numpy() - theirs).max())
+            if differences[name] > PARITY_TOLERANCE:
+                raise ParityError(f"{path.name}: {name} differs by {differences[name]:.2e} > {PARITY_TOLERANCE}")
+    return differences
+
+
+def git_commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+
+    commit = git("rev-parse", "--verify", "--quiet", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def next_version(model_folder: Path) -> int:
+    versions = [int(p.name) for p in model_folder.glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def samples_picture(vqvae: VQVAE, prior: PixelCNN, images: torch.Tensor, seed: int) -> bytes:
+    """Two rows of originals over their reconstructions, then four rows of prior samples."""
+    labels = torch.arange(32) % prior.config.num_classes if prior.config.num_classes else None
+    with torch.no_grad():
+        reconstructions = vqvae.decode_codes(vqvae.encode(images[:16])[1])
+        samples = vqvae.decode_codes(prior.sample(32, labels=labels, generator=torch.Generator().manual_seed(seed)))
+    rows = [images[:8], reconstructions[:8], images[8:16], reconstructions[8:16], samples]
+    return png_bytes(tile(torch.cat(rows).numpy(), 8))
+
+
+def export_vqvae(options: ExportOptions) -> Path:
+    vqvae_state, prior_state = load_checkpoint(options.vqvae), load_checkpoint(options.prior)
+    vqvae: VQVAE = load_model(options.vqvae, "vqvae")
+    prior: PixelCNN = load_model(options.prior, "prior")
+    if (prior.config.num_codes, prior.config.grid_size) != (vqvae.config.num_codes, vqvae.config.grid_size):
+        raise ValueError(f"{options.prior} models a different code grid than {options.vqvae}")
+    config = vqvae.config
+    images = load_dataset(options.data, config.image_size, config.image_channels, seed=options.seed).val.images[:256]
+    image_shape = (config.image_channels, config.image_size, config.image_size)
+    if tuple(images.shape[1:]) != image_shape:
+        raise ValueError(f"{options.data} holds {tuple(images.shape[1:])} images; the model takes {image_shape}")
+
+    model_folder = Path(options.out) / options.id
+    version = options.version or next_version(model_folder)
+    final = model_folder / str(version)
+    if final.exists():
+        raise FileExistsError(f"{final} exists; versions are immutable, pick another --version")
+    staging = model_folder / f".{version}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+
+    with torch.no_grad():
+        codes = vqvae.encode(images)[1]
+        z_q = vqvae.quantizer.lookup(codes)
+    prior_inputs = {"codes": codes}
+    if prior.config.num_classes:
+        prior_inputs["labels"] = torch.arange(len(codes)) % prior.config.num_classes
+    graphs = {
+        "encoder": (EncoderGraph(vqvae), {"image": images}, ["z_e", "codes"]),
+        "decoder": (DecoderGraph(vqvae), {"z_q": z_q}, ["image"]),
+        "prior": (PriorGraph(prior), prior_inputs, ["logits"]),
+    }
+    specs, parity = {}, {}
+    for name, (module, inputs, outputs) in graphs.items():
+        path = staging / f"{name}.onnx"
+        specs[name] = export_graph(module, inputs, outputs, path, options)
+        parity.update({f"{name}.{k}": v for k, v in max_differences(module, path, inputs, outputs).items()})
+    np.save(staging / "codebook.npy", vqvae.quantizer.codebook.numpy().astype(np.float32))
+    (staging / "samples.png").write_bytes(samples_picture(vqvae, prior, images, options.seed))
+
+    evaluation = json.loads(Path(options.evaluation).read_text()) if options.evaluation else {}
+    manifest = Manifest(
+        id=options.id,
+        version=version,
+        kind="vqvae",
+        description=options.description,
+        image_shape=image_shape,
+        latent_shape=[config.code_dim, config.grid_size, config.grid_size],
+        num_codes=config.num_codes,
+        code_dim=config.code_dim,
+        prior=PriorSpec(conditional=prior.config.num_classes > 0, num_classes=prior.config.num_classes),
+        graphs=specs,
+        files={p.name: sha256_file(p) for p in sorted(staging.iterdir())},
+        opset=options.opset,
+        training=Provenance(
+            dataset=vqvae_state.get("data", "unknown"),
+            seed=vqvae_state["options"]["seed"],
+            epochs={"vqvae": vqvae_state["epoch"], "prior": prior_state["epoch"]},
+            seconds={"vqvae": vqvae_state.get("seconds", 0.0), "prior": prior_state.get("seconds", 0.0)},
+            hardware=options.hardware,
+            commit=git_commit(),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        ),
+        metrics=evaluation.get("metrics", {}),
+        evaluation=evaluation.get("method", ""),
+        parity=parity,
+    )
+    (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
+    staging.rename(final)
+    return final

@@ -1,0 +1,128 @@
+"""Gated PixelCNN prior over a grid of discrete codes.
+
+van den Oord et al. 2016, "Conditional Image Generation with PixelCNN Decoders": a vertical
+stack sees every row above, a horizontal stack sees the pixels to the left in the current row,
+so the receptive field has no blind spot. The first layer excludes the current position
+(mask A); later layers may include it (mask B) because their inputs already exclude it.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A Conv2d whose kernel is multiplied by a fixed 0/1 mask."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: tuple[int, int], padding: tuple[int, int], mask: torch.Tensor
+    ):
+        super().__init__(in_channels, out_channels, kernel, padding=padding)
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+def gate(x: torch.Tensor) -> torch.Tensor:
+    a, b = x.chunk(2, dim=1)
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
+class GatedLayer(nn.Module):
+    def __init__(self, channels: int, kernel: int, first: bool, num_classes: int, dropout: float):
+        super().__init__()
+        half = kernel // 2
+        # Vertical kernel covers rows [i - half, i]; the first layer drops row i itself.
+        vertical_mask = torch.ones(kernel // 2 + 1, kernel)
+        horizontal_mask = torch.ones(1, kernel // 2 + 1)
+        if first:
+            vertical_mask[-1] = 0
+            horizontal_mask[:, -1] = 0
+        self.vertical = MaskedConv2d(channels, 2 * channels, (half + 1, kernel), (half, half), vertical_mask)
+        self.horizontal = MaskedConv2d(channels, 2 * channels, (1, half + 1), (0, half), horizontal_mask)
+        self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.horizontal_out = nn.Conv2d(channels, channels, 1)
+        self.class_bias = nn.Embedding(num_classes, 4 * channels) if num_classes else None
+        self.dropout = nn.Dropout(dropout)
+        self.residual = not first  # the first layer's input is the unmasked current code
+
+    def forward(
+        self, x_v: torch.Tensor, x_h: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        H, W = x_v.shape[-2:]
+        v = self.vertical(x_v)[:, :, :H, :]  # (B, 2C, H, W), rows strictly above
+        h = self.horizontal(x_h)[:, :, :, :W]  # (B, 2C, H, W), columns to the left
+        h = h + self.vertical_to_horizontal(v)
+        if self.class_bias is not None:
+            v_bias, h_bias = self.class_bias(labels)[:, :, None, None].chunk(2, dim=1)
+            v, h = v + v_bias, h + h_bias
+        out_v = gate(v)
+        out_h = self.horizontal_out(self.dropout(gate(h)))
+        if self.residual:
+            out_h = out_h + x_h
+        return out_v, out_h
+
+
+@dataclass
+class PixelCNNConfig:
+    num_codes: int = 512  # K, the vocabulary
+    grid_size: int = 7  # h = w of the code grid
+    channels: int = 128
+    layers: int = 12
+    kernel: int = 5  # odd; each layer widens the view by kernel // 2 on every side
+    head_hidden: int = 512
+    num_classes: int = 0  # 0: unconditional; >0: class-conditional prior
+    dropout: float = 0.1
+
+
+class PixelCNN(nn.Module):
+    def __init__(self, config: PixelCNNConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.num_codes, config.channels)
+        self.layers = nn.ModuleList(
+            GatedLayer(
+                config.channels, config.kernel, first=i == 0, num_classes=config.num_classes, dropout=config.dropout
+            )
+            for i in range(config.layers)
+        )
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(config.channels, config.head_hidden, 1),
+            nn.ReLU(),
+            nn.Conv2d(config.head_hidden, config.num_codes, 1),
+        )
+
+    def logits(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes (B, h, w) int64 -> logits (B, K, h, w) of each code given those before it."""
+        x = self.embed(codes).permute(0, 3, 1, 2)  # (B, C, h, w)
+        x_v, x_h = x, x
+        for layer in self.layers:
+            x_v, x_h = layer(x_v, x_h, labels)
+        return self.head(x_h)
+
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (logits, mean NLL in nats per code)."""
+        logits = self.logits(codes, labels)
+        return logits, F.cross_entropy(logits.float(), codes)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        temperature: float = 1.0,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Ancestral sampling in raster order: n code grids (n, h, w). Runs the net h*w times."""
+        size, device = self.config.grid_size, self.embed.weight.device
+        codes = torch.zeros(n, size, size, dtype=torch.long, device=device)
+        for i in range(size):
+            for j in range(size):
+                logits = self.logits(codes, labels)[:, :, i, j].float() / temperature
+                probs = logits.softmax(dim=1).cpu()
+                codes[:, i, j] = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(device)
+        return codes

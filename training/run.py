@@ -1,0 +1,106 @@
+"""A training run: its folder, seed, device, metrics log and checkpoints.
+
+A checkpoint stores the model config beside the weights (nanoGPT's convention), so loading is
+`Model(Config(**checkpoint["config"]))`, and enough optimizer state to resume.
+"""
+
+import contextlib
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.checkpoint import load_checkpoint
+
+
+@dataclass
+class RunOptions:
+    data: str = "../shared/data/mnist.npz"
+    out: str = "runs/<command>"
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 500
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"  # auto: CUDA when present, CPU otherwise
+    bf16: bool = False  # bfloat16 autocast: ~2x faster on CPUs with AVX512-BF16 and on GPUs
+    resume: bool = False  # continue from <out>/last.pt
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def cosine_lr(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the base rate."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return base_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Run:
+    def __init__(self, options: RunOptions):
+        self.options = options
+        self.out = Path(options.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = pick_device(options.device)
+        seed_everything(options.seed)
+        self.started = time.monotonic()
+        self.resumed_seconds = 0.0
+
+    def seconds(self) -> float:
+        """Wall-clock training time, including the runs this one resumed."""
+        return self.resumed_seconds + time.monotonic() - self.started
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.bf16)
+
+    def epoch_generator(self, epoch: int) -> torch.Generator:
+        # Seeding per epoch makes a resumed run shuffle exactly as an uninterrupted one.
+        return torch.Generator().manual_seed(self.options.seed * 1000 + epoch)
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
+
+    def save(self, name: str, state: dict[str, Any]) -> Path:
+        path = self.out / name
+        tmp = path.with_suffix(".tmp")
+        rng = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        torch.save({**state, "options": asdict(self.options), "rng": rng}, tmp)
+        tmp.replace(path)  # a crash mid-write never leaves a truncated checkpoint
+        return path
+
+    def resume_state(self) -> dict[str, Any] | None:
+        last = self.out / "last.pt"
+        if not self.options.resume:
+            return None
+        if not last.is_file():
+            raise FileNotFoundError(f"--resume given but {last} does not exist")
+        state = load_checkpoint(last, self.device)
+        self.resumed_seconds = state.get("seconds", 0.0)
+        # Random draws (codebook restarts, dropout) continue as if the run had never stopped.
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        return state

@@ -1,0 +1,95 @@
+"""Stage 1: train the VQ-VAE autoencoder (`python -m training vqvae ...`)."""
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from service.images import png_bytes, tile
+from training.data import ImageSet, Splits, load_dataset
+from training.evaluate import reconstruction_metrics
+from training.models.vq_vae import VQVAE, VQVAEConfig
+from training.run import Run, RunOptions, cosine_lr
+
+
+def make_optimizer(model: torch.nn.Module, options: RunOptions) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+
+
+def train_epoch(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, run: Run, images: ImageSet, epoch: int, loss_fn
+) -> float:
+    """One pass over `images`; `loss_fn(model, images, labels)` returns the scalar loss."""
+    options = run.options
+    steps_per_epoch = -(-len(images) // options.batch_size)
+    total_steps = steps_per_epoch * options.epochs
+    model.train()
+    losses = []
+    batches = images.batches(options.batch_size, shuffle=True, generator=run.epoch_generator(epoch))
+    bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{options.epochs}", leave=False, mininterval=5)
+    for step, (batch, labels) in enumerate(bar, start=epoch * steps_per_epoch):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, total_steps, options.lr, options.warmup_steps)
+        with run.autocast():
+            loss = loss_fn(model, batch.to(run.device), labels.to(run.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}", refresh=False)
+    return float(np.mean(losses))
+
+
+def save_reconstructions(model: VQVAE, images: torch.Tensor, path: Path, device: torch.device) -> None:
+    """Originals on odd rows, reconstructions below them."""
+    with torch.no_grad():
+        model.eval()
+        reconstruction = model.decode_codes(model.encode(images.to(device))[1]).cpu()
+    pairs = torch.stack([images, reconstruction], 1)  # (N, 2, C, H, W)
+    columns = 16
+    rows = [
+        pairs[i : i + columns].transpose(0, 1).reshape(-1, *images.shape[1:]) for i in range(0, len(images), columns)
+    ]
+    path.write_bytes(png_bytes(tile(torch.cat(rows).numpy(), columns)))
+
+
+def vqvae_loss(model: VQVAE, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return model(images)[2]
+
+
+def train_vqvae(options: RunOptions, config: VQVAEConfig) -> Path:
+    """Trains, validating each epoch; keeps last.pt (resume) and best.pt (lowest val MSE)."""
+    run = Run(options)
+    splits: Splits = load_dataset(options.data, config.image_size, config.image_channels, seed=options.seed)
+    channels, size, _ = splits.image_shape
+    config = replace(config, image_channels=channels, image_size=size)
+    model = VQVAE(config).to(run.device)
+    optimizer = make_optimizer(model, options)
+    start_epoch, best_mse = 0, float("inf")
+    if state := run.resume_state():
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best_mse = state["epoch"], state["best_val_mse"]
+    for epoch in range(start_epoch, options.epochs):
+        train_loss = train_epoch(model, optimizer, run, splits.train, epoch, vqvae_loss)
+        val = reconstruction_metrics(model, splits.val, run.device)
+        best_mse = min(best_mse, val["mse"])
+        state = {
+            "kind": "vqvae",
+            "config": asdict(config),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch + 1,
+            "seconds": run.seconds(),
+            "best_val_mse": best_mse,
+            "data": splits.name,
+            "val": val,
+        }
+        run.save("last.pt", state)
+        if val["mse"] == best_mse:
+            run.save("best.pt", state)
+        run.log({"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}})
+    save_reconstructions(model, splits.val.images[:64], run.out / "reconstructions.png", run.device)
+    return run.out / "best.pt"
