@@ -1,26 +1,49 @@
-"""`python -m service`: check and list the model packages (the HTTP service lands with issue 4)."""
+"""`python -m service`: serve the models in MODELS_DIR with uvicorn, logging one JSON line per event."""
 
 import argparse
+import json
 import logging
 
+import uvicorn
+
 from service.config import Settings
-from service.registry import Registry
+from service.main import create_app
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name}
+        entry["message"] = record.getMessage()
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers = []  # propagate to the JSON handler instead
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser("python -m service")
+    parser = argparse.ArgumentParser("python -m service", description="Serve the exported models over HTTP.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    registry = Registry(Settings())
-    registry.load()
-    for model in registry.all_models():
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in model.manifest.metrics.items())
-        print(f"ready  {model.id}/{model.version}  {model.manifest.kind} on {model.provider}  {metrics}")
-    for broken in registry.unavailable:
-        print(f"unavailable  {broken.id}/{broken.version}: {broken.reason}")
-    print(f"the HTTP service (issue 4) is not built yet; it will listen on {args.host}:{args.port}")
+    settings = Settings()
+    configure_logging(settings.LOG_LEVEL)
+    # One process: onnxruntime uses every core itself; scale out with replicas, not workers.
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,12 @@ class Settings(BaseSettings):
     INTRA_OP_THREADS: int = 0  # 0: one per CPU core
     LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
 
+    API_KEY: str = ""  # when set, every route but liveness needs header X-API-Key (or Bearer token)
+    MAX_BODY_BYTES: int = 8 * 1024 * 1024
+    MAX_IMAGES: int = 256  # images per encode / reconstruct request
+    MAX_SAMPLES: int = 256  # samples per sample request
+    MAX_STEPS: int = 64  # interpolation steps
+
 
 def get_settings() -> Settings:
     return Settings()

@@ -38,3 +38,10 @@ class ModelUnavailableError(ServiceError):
 
 class OverloadedError(ServiceError):
     status, code = 503, "overloaded"
+
+
+def error_payload(path: str, code: str, message: str) -> dict:
+    """The JSON body of an error; under /v2/ the Open Inference Protocol's plain-string form."""
+    if path.startswith("/v2/"):
+        return {"error": message}  # what KServe/Triton clients parse
+    return {"error": {"code": code, "message": message}}

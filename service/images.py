@@ -5,6 +5,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from service.errors import InvalidInputError
+
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Float pixels in [0, 1], (..., C, H, W) -> uint8 (..., H, W, C)."""
@@ -32,3 +34,34 @@ def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# Pillow modes of 8-bit images by the channels they carry once alpha is dropped.
+MODE_CHANNELS = {"1": 1, "L": 1, "LA": 1, "RGB": 3, "RGBA": 3, "P": 3, "PA": 3, "CMYK": 3, "YCbCr": 3}
+
+
+def decode_image(data: bytes, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """PNG/JPEG bytes -> (C, H, W) float32 in [0, 1], exactly the model's shape.
+
+    The size is checked from the header before any pixel is decoded, so a decompression bomb
+    costs nothing; Pillow's own pixel limit stays on as a second guard. Alpha is dropped.
+    """
+    channels, height, width = image_shape
+    try:
+        image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise InvalidInputError(f"not a PNG or JPEG image: {error}") from None
+    if image.size != (width, height):
+        raise InvalidInputError(f"the model takes {width}x{height} images; got {image.size[0]}x{image.size[1]}")
+    got = MODE_CHANNELS.get(image.mode)
+    if got is None:
+        raise InvalidInputError(f"unsupported pixel format {image.mode}; send 8-bit greyscale or RGB")
+    if got != channels:
+        kinds = {1: "single-channel (greyscale)", 3: "RGB"}
+        raise InvalidInputError(f"the model takes {kinds[channels]} images; got a {image.mode} image")
+    try:
+        image = image.convert("L" if channels == 1 else "RGB")  # decodes the pixels
+    except (OSError, ValueError, SyntaxError) as error:
+        raise InvalidInputError(f"truncated or corrupt image: {error}") from None
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)

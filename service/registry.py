@@ -16,6 +16,7 @@ import onnxruntime as ort
 from service.config import Settings
 from service.errors import ModelUnavailableError, NotFoundError
 from service.manifest import Manifest, TensorSpec, read_manifest, sha256_file
+from service.metrics import BATCH_SIZE, INFERENCE, MODEL_INFO
 
 log = logging.getLogger("service.registry")
 GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
@@ -32,6 +33,12 @@ class LoadedModel:
     @property
     def id(self) -> str:
         return self.manifest.id
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        rows = len(next(iter(feeds.values())))
+        BATCH_SIZE.labels(self.id, graph).observe(rows)
+        with INFERENCE.labels(self.id, graph).time():
+            return self.sessions[graph].run(None, feeds)
 
     @property
     def version(self) -> int:
@@ -129,6 +136,7 @@ class Registry:
             self.unavailable.append(UnavailableModel(model_id, version, folder, reason))
             return
         log.info("loaded %s version %d on %s", model.id, model.version, model.provider)
+        MODEL_INFO.labels(model.id, str(model.version), model.provider).set(1)
         self.models.setdefault(model.id, {})[model.version] = model
 
     def get(self, model_id: str, version: int | None = None) -> LoadedModel:

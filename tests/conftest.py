@@ -31,11 +31,12 @@ def run_options(out: Path, epochs: int = 2) -> RunOptions:
 class TinyPipeline:
     root: Path
     vqvae: Path
-    prior: Path
+    prior: Path  # class-conditional
     classifier: Path
     evaluation: Path
     models: Path  # the exported_models folder
-    package: Path  # models/<id>/1
+    package: Path  # models/tiny-vqvae/1, class-conditional prior
+    unconditional_package: Path  # models/tiny-uncond/1
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +45,9 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
     root = tmp_path_factory.mktemp("pipeline")
     vqvae = train_vqvae(run_options(root / "vqvae"), TINY_VQVAE)
     prior = train_prior(run_options(root / "prior"), PriorOptions(vqvae=str(vqvae), conditional=True), TINY_PRIOR)
+    unconditional = train_prior(
+        run_options(root / "prior-uncond", epochs=1), PriorOptions(vqvae=str(vqvae)), TINY_PRIOR
+    )
     classifier = train_classifier(run_options(root / "classifier"), ClassifierConfig(channels=4, hidden=16))
     evaluation = root / "evaluation.json"
     evaluate_vqvae(
@@ -69,4 +73,9 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
             hardware="test",
         )
     )
-    return TinyPipeline(root, vqvae, prior, classifier, evaluation, models, package)
+    unconditional_package = export_vqvae(
+        ExportOptions(
+            vqvae=str(vqvae), prior=str(unconditional), evaluation="", data=DATA, out=str(models), id="tiny-uncond"
+        )
+    )
+    return TinyPipeline(root, vqvae, prior, classifier, evaluation, models, package, unconditional_package)

@@ -8,6 +8,7 @@ appears atomically: it is assembled in a hidden folder and renamed into place.
 import json
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,16 +86,19 @@ def export_graph(
     """Exports with a dynamic batch axis on every input and output."""
     module.eval()
     names = list(inputs) + output_names
-    torch.onnx.export(
-        module,
-        tuple(inputs.values()),
-        str(path),
-        input_names=list(inputs),
-        output_names=output_names,
-        dynamic_axes={name: {0: "batch"} for name in names},
-        opset_version=options.opset,
-        dynamo=options.dynamo,
-    )
+    with warnings.catch_warnings():
+        # The legacy exporter is chosen on purpose (it folds the PixelCNN masks); skip its deprecation notice.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module,
+            tuple(inputs.values()),
+            str(path),
+            input_names=list(inputs),
+            output_names=output_names,
+            dynamic_axes={name: {0: "batch"} for name in names},
+            opset_version=options.opset,
+            dynamo=options.dynamo,
+        )
     with torch.no_grad():
         outputs = module(*inputs.values())
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)

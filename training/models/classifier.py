@@ -1,6 +1,7 @@
 """A small CNN digit classifier, the judge of sample quality (Inception Score on MNIST).
 
-Two conv layers, max-pooling and dropout: the classic Keras MNIST example, >99% test accuracy.
+Two conv layers, each followed by max-pooling, then dropout and two dense layers: >99% test
+accuracy on MNIST at a few million multiply-adds per image.
 """
 
 from dataclasses import dataclass
@@ -28,13 +29,14 @@ class Classifier(nn.Module):
         self.features = nn.Sequential(
             nn.Conv2d(config.image_channels, c, 3, padding=1),
             nn.ReLU(),
+            nn.MaxPool2d(2),
             nn.Conv2d(c, 2 * c, 3, padding=1),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Dropout(config.dropout),
             nn.Flatten(),
         )
-        flat = 2 * c * (config.image_size // 2) ** 2
+        flat = 2 * c * (config.image_size // 4) ** 2
         self.head = nn.Sequential(
             nn.Linear(flat, config.hidden),
             nn.ReLU(),

@@ -1,0 +1,32 @@
+"""FastAPI dependencies, named as Annotated aliases (as in the full-stack FastAPI template)."""
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from service.config import Settings
+from service.registry import LoadedModel, Registry
+
+
+def get_registry(request: Request) -> Registry:
+    return request.app.state.registry
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_model(
+    model_id: str,
+    registry: RegistryDep,
+    version: Annotated[int | None, Query(ge=1, description="newest when omitted")] = None,
+) -> LoadedModel:
+    # A dictionary lookup: the id never becomes a path, so it cannot escape the models folder.
+    return registry.get(model_id, version)
+
+
+ModelDep = Annotated[LoadedModel, Depends(get_model)]

@@ -1,0 +1,76 @@
+"""The FastAPI application: settings in, models loaded in the lifespan, routers included."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from service.config import Settings
+from service.errors import ServiceError, error_payload
+from service.middleware import RequestContext
+from service.registry import Registry
+from service.routes import health, models, v2
+from service.routes.payloads import validation_message
+
+log = logging.getLogger("service")
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def error_response(request: Request, status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(error_payload(request.url.path, code, message), status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as {"error": {"code", "message"}}."""
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, error: ServiceError) -> JSONResponse:
+        return error_response(request, error.status, error.code, error.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(request, 422, "invalid_input", validation_message(error))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return error_response(
+            request, error.status_code, HTTP_CODES.get(error.status_code, "http_error"), str(error.detail)
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            500, "internal_error", "internal error; the request id in X-Request-ID finds it in the logs"
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sessions are created here, in the serving process, never at import or before a fork.
+        registry = Registry(settings)
+        await run_in_threadpool(registry.load)
+        app.state.registry = registry
+        yield
+
+    app = FastAPI(
+        title="latentgen",
+        description="Encode, decode, sample and interpolate with VQ-VAE and VAE models on ONNX Runtime.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(v2.router)
+    app.add_middleware(RequestContext, settings=settings)
+    return app

@@ -1,0 +1,104 @@
+"""What every request goes through, as one plain ASGI middleware (no per-request task or copy):
+a request id, the optional API key, the body-size limit, metrics and one JSON log line."""
+
+import json
+import logging
+import re
+import secrets
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.config import Settings
+from service.errors import PayloadTooLargeError, ServiceError, UnauthorizedError, error_payload
+from service.metrics import LATENCY, REQUESTS
+
+log = logging.getLogger("service.access")
+OPEN_PATHS = {"/health/live", "/v2/health/live"}  # liveness never needs the API key
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, settings: Settings):
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        sent = headers.get("x-request-id", "")
+        request_id = sent if REQUEST_ID.match(sent) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status, response_started = message["status"], True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            self.check_api_key(scope["path"], headers)
+            receive = self.limit_body(headers, receive)
+            await self.app(scope, receive, send_with_id)
+        except ServiceError as error:  # raised before the app ran; the app's handlers answer the rest
+            if response_started:
+                raise
+            await self.send_error(send_with_id, scope["path"], error)
+        finally:
+            self.record(scope, status, request_id, time.perf_counter() - started)
+
+    def check_api_key(self, path: str, headers: dict[str, str]) -> None:
+        expected = self.settings.API_KEY
+        if not expected or path in OPEN_PATHS:
+            return
+        given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not secrets.compare_digest(given.encode(), expected.encode()):
+            raise UnauthorizedError("missing or wrong API key (header X-API-Key or Authorization: Bearer)")
+
+    def too_large_message(self) -> str:
+        return f"request body exceeds the limit of {self.settings.MAX_BODY_BYTES} bytes"
+
+    def limit_body(self, headers: dict[str, str], receive: Receive) -> Receive:
+        limit = self.settings.MAX_BODY_BYTES
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(self.too_large_message())
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:  # chunked uploads declare no length; count what arrives
+                raise PayloadTooLargeError(self.too_large_message())
+            return message
+
+        return counting_receive
+
+    async def send_error(self, send: Send, path: str, error: ServiceError) -> None:
+        body = json.dumps(error_payload(path, error.code, error.message)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if isinstance(error, UnauthorizedError):
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def record(self, scope: Scope, status: int, request_id: str, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        REQUESTS.labels(route, scope["method"], str(status)).inc()
+        LATENCY.labels(route).observe(seconds)
+        fields = {
+            "request_id": request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "route": route,
+            "status": status,
+            "ms": round(seconds * 1000, 2),
+        }
+        log.info("request", extra={"fields": fields})

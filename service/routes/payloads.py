@@ -1,0 +1,113 @@
+"""Turning HTTP bodies into arrays and arrays into HTTP bodies (shared by the v1 routes)."""
+
+import base64
+import binascii
+import math
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from service.config import Settings
+from service.errors import InvalidInputError, UnsupportedMediaTypeError
+from service.images import decode_image, png_bytes, tile
+from service.registry import LoadedModel
+from service.schemas import ImagesIn
+
+ImageFormat = Literal["png", "array"]
+
+
+def check_count(what: str, count: int, limit: int) -> None:
+    if count > limit:
+        raise InvalidInputError(f"{count} {what} exceed the limit of {limit} per request")
+
+
+def base64_image(text: str, model: LoadedModel) -> np.ndarray:
+    try:
+        data = base64.b64decode(text.split(",", 1)[-1] if text.startswith("data:") else text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError("images must be base64-encoded PNG or JPEG files") from None
+    return decode_image(data, model.manifest.image_shape)
+
+
+def parse_json(model_class: type[BaseModel], raw: bytes) -> Any:
+    try:
+        return model_class.model_validate_json(raw)
+    except ValidationError as error:
+        raise InvalidInputError(validation_message(error)) from None
+
+
+def validation_message(error: ValidationError | Any) -> str:
+    """pydantic's errors as one line: `field.path: message; ...`."""
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "; ".join(parts)
+
+
+async def read_images(request: Request, model: LoadedModel, settings: Settings) -> np.ndarray:
+    """Multipart files in field `images`, or JSON {"images": [base64]} / {"arrays": [...]} -> (N, C, H, W)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        async with request.form(max_files=settings.MAX_IMAGES + 1, max_fields=16) as form:
+            files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
+            if not files:
+                raise InvalidInputError("multipart field 'images' holds no files")
+            check_count("images", len(files), settings.MAX_IMAGES)
+            return np.stack([decode_image(await f.read(), model.manifest.image_shape) for f in files])
+    if content_type.startswith("application/json"):
+        body: ImagesIn = parse_json(ImagesIn, await request.body())
+        if body.images is not None:
+            check_count("images", len(body.images), settings.MAX_IMAGES)
+            return np.stack([base64_image(text, model) for text in body.images])
+        check_count("images", len(body.arrays), settings.MAX_IMAGES)
+        try:
+            return np.asarray(body.arrays, dtype=np.float32)
+        except ValueError:
+            raise InvalidInputError("arrays must be rectangular: every image the same shape") from None
+    raise UnsupportedMediaTypeError("send images as multipart/form-data (field 'images') or application/json")
+
+
+def model_fields(model: LoadedModel) -> dict[str, Any]:
+    return {"model": model.id, "version": model.version, "provider": model.provider}
+
+
+def wants_png(request: Request) -> bool:
+    return "image/png" in request.headers.get("accept", "")
+
+
+def images_response(
+    request: Request,
+    model: LoadedModel,
+    images: np.ndarray,
+    image_format: ImageFormat,
+    columns: int | None = None,
+    **fields: Any,
+) -> Response:
+    """One PNG grid when the client accepts image/png; else JSON with base64 PNGs or raw arrays."""
+    if wants_png(request):
+        grid = tile(images, columns or math.ceil(math.sqrt(len(images))))
+        headers = {"X-Model": model.id, "X-Model-Version": str(model.version), "X-Provider": model.provider}
+        return Response(png_bytes(grid), media_type="image/png", headers=headers)
+    body = model_fields(model)
+    if image_format == "array":
+        body["arrays"] = images.tolist()
+    else:
+        body["images"] = [base64.b64encode(png_bytes(image)).decode() for image in images]
+    body.update({k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in fields.items()})
+    return JSONResponse(body)
+
+
+def json_body_schema(*models: type[BaseModel], multipart: bool = False) -> dict:
+    """OpenAPI request body for routes that parse their own body (JSON, and multipart uploads)."""
+    content: dict[str, Any] = {"application/json": {"schema": models[0].model_json_schema()}}
+    if multipart:
+        upload = {"type": "array", "items": {"type": "string", "format": "binary"}}
+        content["multipart/form-data"] = {
+            "schema": {"type": "object", "properties": {"images": upload}, "required": ["images"]}
+        }
+    return {"requestBody": {"required": True, "content": content}}

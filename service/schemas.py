@@ -1,0 +1,116 @@
+"""Request and response bodies of the HTTP API (names follow DESIGN.md, the same on every route)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Grid = list[list[int]]  # (h, w) code grid
+Mask = list[list[bool]]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImagesIn(Body):
+    """Images as base64-encoded PNG/JPEG files, or as raw pixel arrays in [0, 1]."""
+
+    images: list[str] | None = Field(None, description="base64 PNG or JPEG files", min_length=1)
+    arrays: list[list[list[float]]] | list[list[list[list[float]]]] | None = Field(
+        None, description="pixels in [0, 1], shaped (N, H, W) or (N, C, H, W)", min_length=1
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ImagesIn":
+        if (self.images is None) == (self.arrays is None):
+            raise ValueError("give exactly one of images (base64 files) or arrays (pixel values)")
+        return self
+
+
+class DecodeIn(Body):
+    codes: list[Grid] | None = Field(None, description="(N, h, w) code grids", min_length=1)
+    latents: list[list[list[list[float]]]] | None = Field(
+        None, description="(N, D, h, w) continuous latents z_q", min_length=1
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DecodeIn":
+        if (self.codes is None) == (self.latents is None):
+            raise ValueError("give exactly one of codes or latents")
+        return self
+
+
+class SampleIn(Body):
+    n: int = Field(1, ge=1, description="number of samples")
+    seed: int | None = Field(None, ge=0, lt=2**62, description="sample i uses seed + i; random when omitted")
+    temperature: float = Field(1.0, gt=0, le=100)
+    top_k: int | None = Field(None, ge=1, description="sample among the k most likely codes only")
+    labels: list[int] | None = Field(
+        None, description="class labels for a class-conditional prior: one, or one per sample"
+    )
+    codes: Grid | list[Grid] | None = Field(None, description="completion: a partial code grid (or one per sample)")
+    mask: Mask | list[Mask] | None = Field(None, description="completion: true where codes are to be sampled")
+
+
+class Endpoint(Body):
+    image: str | None = Field(None, description="base64 PNG or JPEG")
+    codes: Grid | None = None
+    latent: list[list[list[float]]] | None = Field(None, description="(D, h, w) continuous latent")
+
+
+class InterpolateIn(Body):
+    start: Endpoint
+    end: Endpoint
+    steps: int = Field(8, ge=2)
+    method: Literal["linear", "slerp"] = "linear"
+    quantize: bool = Field(True, description="snap each step to the nearest codes before decoding")
+
+
+class ModelRef(BaseModel):
+    model: str
+    version: int
+    provider: str
+
+
+class EncodeOut(ModelRef):
+    codes: list[Grid]
+    z_e: list | None = None
+
+
+class ImagesOut(ModelRef):
+    images: list[str] | None = Field(None, description="base64 PNG, unless format=array")
+    arrays: list | None = Field(None, description="pixels in [0, 1], (N, C, H, W), with format=array")
+    codes: list[Grid] | None = None
+    latents: list | None = None
+    seed: int | None = None
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class InferTensor(BaseModel):
+    """An Open Inference Protocol (KServe v2) tensor: data inline (JSON) or in the binary tail."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, int | float | str | bool] = {}
+    data: list | None = None
+
+
+class RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, int | float | str | bool] = {}
+
+
+class InferRequest(BaseModel):
+    id: str | None = None
+    parameters: dict[str, int | float | str | bool] = {}
+    inputs: list[InferTensor] = Field(min_length=1)
+    outputs: list[RequestedOutput] | None = None

@@ -1,0 +1,51 @@
+"""The inference layer without HTTP."""
+
+import numpy as np
+import pytest
+
+from service import inference
+from service.config import Settings
+from service.errors import InvalidInputError
+from service.registry import LoadedModel, Registry
+from tests.conftest import TinyPipeline
+
+
+@pytest.fixture(scope="module")
+def model(tiny_pipeline: TinyPipeline) -> LoadedModel:
+    registry = Registry(Settings(MODELS_DIR=tiny_pipeline.models))
+    registry.load()
+    return registry.get("tiny-uncond")
+
+
+def test_nearest_codes_match_the_encoder(model: LoadedModel) -> None:
+    images = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    encoded = inference.encode(model, images)
+    assert np.array_equal(inference.nearest_codes(model, encoded["z_e"]), encoded["codes"])
+
+
+def test_slerp_keeps_the_norm_between_equal_norm_endpoints() -> None:
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    assert np.allclose(inference.slerp(a, b, 0), a) and np.allclose(inference.slerp(a, b, 1), b)
+    assert np.isclose(np.linalg.norm(inference.slerp(a, b, 0.5)), 1.0)
+    assert np.isclose(np.linalg.norm(inference.lerp(a, b, 0.5)), np.sqrt(0.5))
+    assert np.allclose(inference.slerp(a, a, 0.3), a)  # parallel endpoints fall back to the line
+
+
+def test_interpolation_endpoints_are_the_given_latents(model: LoadedModel) -> None:
+    start, end = np.zeros((4, 7, 7), np.float32), np.ones((4, 7, 7), np.float32)
+    result = inference.interpolate(model, start, end, 4, "linear", quantize=False)
+    assert np.allclose(result["latents"][0], start) and np.allclose(result["latents"][-1], end)
+    assert result["images"].shape == (4, 1, 28, 28)
+
+
+def test_images_accept_a_missing_channel_axis_for_greyscale_models(model: LoadedModel) -> None:
+    assert inference.check_images(model, np.zeros((2, 28, 28))).shape == (2, 1, 28, 28)
+    with pytest.raises(InvalidInputError, match="shape"):
+        inference.check_images(model, np.zeros((2, 3, 28, 28)))
+    with pytest.raises(InvalidInputError, match="no images"):
+        inference.check_images(model, np.zeros((0, 1, 28, 28)))
+
+
+def test_codes_must_be_integers(model: LoadedModel) -> None:
+    with pytest.raises(InvalidInputError, match="integers"):
+        inference.check_codes(model, np.full((1, 7, 7), 0.5))

@@ -1,0 +1,113 @@
+"""The real thing: `python -m service` under uvicorn on a free loopback port, driven by httpx and
+by the standard Open Inference Protocol client (tritonclient)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import TinyPipeline
+from tests.service.conftest import UNCONDITIONAL, digit_png
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()}")
+        try:
+            if httpx.get(url + "/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("server did not become ready")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_pipeline: TinyPipeline) -> Iterator[tuple[str, subprocess.Popen]]:
+    port = free_port()
+    env = {**os.environ, "MODELS_DIR": str(tiny_pipeline.models), "INTRA_OP_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_v1_over_a_real_socket(server: tuple[str, subprocess.Popen]) -> None:
+    url, _ = server
+    response = httpx.post(
+        f"{url}/v1/models/{UNCONDITIONAL}/encode", files=[("images", ("a.png", digit_png(), "image/png"))]
+    )
+    assert response.status_code == 200 and np.array(response.json()["codes"]).shape == (1, 7, 7)
+    assert response.headers["x-request-id"]
+
+
+def test_open_inference_protocol_with_tritonclient(server: tuple[str, subprocess.Popen]) -> None:
+    url, _ = server
+    client = triton.InferenceServerClient(url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready(f"{UNCONDITIONAL}.encoder")
+    metadata = client.get_model_metadata(f"{UNCONDITIONAL}.prior")
+    assert metadata["inputs"] == [{"name": "codes", "datatype": "INT64", "shape": [-1, 7, 7]}]
+
+    images = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    for binary in (True, False):
+        tensor = triton.InferInput("image", list(images.shape), "FP32")
+        tensor.set_data_from_numpy(images, binary_data=binary)
+        outputs = [
+            triton.InferRequestedOutput("codes", binary_data=binary),
+            triton.InferRequestedOutput("z_e", binary_data=binary),
+        ]
+        result = client.infer(f"{UNCONDITIONAL}.encoder", [tensor], outputs=outputs)
+        assert result.as_numpy("codes").shape == (3, 7, 7) and result.as_numpy("z_e").shape == (3, 4, 7, 7)
+    v1 = httpx.post(f"{url}/v1/models/{UNCONDITIONAL}/encode", json={"arrays": images[:, 0].tolist()}).json()["codes"]
+    assert result.as_numpy("codes").tolist() == v1
+
+    codes = triton.InferInput("codes", [1, 7, 7], "INT64")
+    codes.set_data_from_numpy(np.full((1, 7, 7), 99, dtype=np.int64))
+    with pytest.raises(InferenceServerException, match=r"\[0, 16\)"):
+        client.infer(f"{UNCONDITIONAL}.prior", [codes])
+    with pytest.raises(InferenceServerException, match="no graph"):
+        client.infer(f"{UNCONDITIONAL}.nothing", [codes])
+
+
+def test_sigterm_stops_the_server_cleanly(server: tuple[str, subprocess.Popen]) -> None:
+    _, process = server
+    process.send_signal(signal.SIGTERM)
+    # uvicorn drains, shuts the app down, then re-raises the signal so that a supervisor sees it.
+    assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    log = process.stdout.read()
+    assert "Application shutdown complete" in log and "Finished server process" in log
+    assert '"message": "request"' in log  # one JSON line per request
+    assert "Traceback" not in log
