@@ -8,7 +8,7 @@ import numpy as np
 
 from service.errors import InvalidInputError
 from service.registry import LoadedModel
-from service.sampling import sample_codes
+from service.sampling import CachedPrior, sample_codes, sample_codes_cached
 
 
 def check_images(model: LoadedModel, images: np.ndarray) -> np.ndarray:
@@ -121,12 +121,40 @@ def sample(
     label_array = check_labels(model, labels, n)
     start, where = completion_grid(model, n, grid, codes, mask)
 
-    def prior(grid_codes: np.ndarray, grid_labels: np.ndarray | None) -> np.ndarray:
-        feeds = {"codes": grid_codes} | ({"labels": grid_labels} if grid_labels is not None else {})
-        return model.run("prior", feeds)[0]
-
-    sampled = sample_codes(prior, start, where, seed, temperature, top_k, label_array)
+    if cached := cached_prior(model):
+        sampled = sample_codes_cached(cached, start, where, seed, temperature, top_k, label_array)
+    else:
+        sampled = sample_codes(
+            graph_call(model, "prior", "codes", "labels"), start, where, seed, temperature, top_k, label_array
+        )
     return {"images": decode_codes(model, sampled), "codes": sampled}
+
+
+def graph_call(model: LoadedModel, graph: str, *names: str):
+    """A function of the graph's inputs in the given order (a trailing None label is left out)."""
+
+    def call(*arrays: np.ndarray | None):
+        feeds = {name: array for name, array in zip(names, arrays, strict=True) if array is not None}
+        outputs = model.run(graph, feeds)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    return call
+
+
+def cached_prior(model: LoadedModel) -> CachedPrior | None:
+    """The Fast PixelCNN steps when the package carries them (see training/models/pixelcnn_steps.py)."""
+    graphs = model.manifest.graphs
+    if "prior_row" not in graphs or "prior_position" not in graphs:
+        return None
+    v_above = next(t for t in graphs["prior_row"].inputs if t.name == "v_above").shape  # (L-1, N, C, half, W)
+    return CachedPrior(
+        row=graph_call(model, "prior_row", "codes_above", "v_above", "labels"),
+        position=graph_call(model, "prior_position", "codes_left", "h_left", "v_here", "labels"),
+        num_codes=model.manifest.num_codes,
+        layers=v_above[0] + 1,
+        channels=v_above[2],
+        half=v_above[3],
+    )
 
 
 def completion_grid(

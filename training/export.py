@@ -23,6 +23,7 @@ from service.manifest import MANIFEST_FILE, GraphSpec, Manifest, PriorSpec, Prov
 from training.checkpoint import load_checkpoint, load_model
 from training.data import load_dataset
 from training.models.pixelcnn import PixelCNN
+from training.models.pixelcnn_steps import LAYER_MAJOR, PixelCNNPositionStep, PixelCNNRowStep, example_inputs
 from training.models.vq_vae import VQVAE
 
 PARITY_TOLERANCE = 1e-4
@@ -75,9 +76,15 @@ class PriorGraph(nn.Module):
         return self.prior.logits(codes, labels)
 
 
+def batch_axis(name: str) -> int:
+    return 1 if name in LAYER_MAJOR else 0
+
+
 def tensor_spec(name: str, example: torch.Tensor) -> TensorSpec:
     dtype = {torch.float32: "float32", torch.int64: "int64"}[example.dtype]
-    return TensorSpec(name=name, dtype=dtype, shape=[-1, *example.shape[1:]])
+    shape = list(example.shape)
+    shape[batch_axis(name)] = -1
+    return TensorSpec(name=name, dtype=dtype, shape=shape)
 
 
 def export_graph(
@@ -89,13 +96,14 @@ def export_graph(
     with warnings.catch_warnings():
         # The legacy exporter is chosen on purpose (it folds the PixelCNN masks); skip its deprecation notice.
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message="Constant folding")  # strided slices stay in the graph; harmless
         torch.onnx.export(
             module,
             tuple(inputs.values()),
             str(path),
             input_names=list(inputs),
             output_names=output_names,
-            dynamic_axes={name: {0: "batch"} for name in names},
+            dynamic_axes={name: {batch_axis(name): "batch"} for name in names},
             opset_version=options.opset,
             dynamo=options.dynamo,
         )
@@ -181,10 +189,14 @@ def export_vqvae(options: ExportOptions) -> Path:
     prior_inputs = {"codes": codes}
     if prior.config.num_classes:
         prior_inputs["labels"] = torch.arange(len(codes)) % prior.config.num_classes
+    row_inputs, position_inputs = example_inputs(prior)
     graphs = {
         "encoder": (EncoderGraph(vqvae), {"image": images}, ["z_e", "codes"]),
         "decoder": (DecoderGraph(vqvae), {"z_q": z_q}, ["image"]),
         "prior": (PriorGraph(prior), prior_inputs, ["logits"]),
+        # Fast PixelCNN sampling: the same weights, one row / one position at a time with caches.
+        "prior_row": (PixelCNNRowStep(prior), row_inputs, ["v_row", "out_v_row"]),
+        "prior_position": (PixelCNNPositionStep(prior), position_inputs, ["logits", "h_here"]),
     }
     specs, parity = {}, {}
     for name, (module, inputs, outputs) in graphs.items():

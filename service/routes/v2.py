@@ -95,16 +95,20 @@ def input_array(tensor: InferTensor, spec: TensorSpec, binary: memoryview, offse
     return array, offset
 
 
-def check_values(model: LoadedModel, feeds: dict[str, np.ndarray], max_rows: int) -> None:
+def check_values(model: LoadedModel, specs: dict[str, TensorSpec], feeds: dict[str, np.ndarray], max_rows: int) -> None:
     """What the graphs cannot check themselves: finite floats, codes and labels in range, batch size."""
     for name, array in feeds.items():
-        if len(array) == 0 or len(array) > max_rows:
+        rows = array.shape[specs[name].shape.index(-1)]
+        if rows == 0 or rows > max_rows:
             raise InvalidInputError(f"input {name}: batch size must be 1..{max_rows}")
         if array.dtype == np.float32 and not np.isfinite(array).all():
             raise InvalidInputError(f"input {name} holds NaN or Inf")
+    codes, prior = model.manifest.num_codes, model.manifest.prior
     bounds = {
-        "codes": model.manifest.num_codes,
-        "labels": model.manifest.prior.num_classes if model.manifest.prior else None,
+        "codes": codes,
+        "codes_above": codes + 1,  # the cached-sampling steps read the code K as "outside the grid"
+        "codes_left": codes + 1,
+        "labels": prior.num_classes if prior else None,
     }
     for name, bound in bounds.items():
         if name in feeds and bound and (feeds[name].min() < 0 or feeds[name].max() >= bound):
@@ -168,7 +172,7 @@ async def infer(
         feeds[tensor.name], offset = input_array(tensor, specs[tensor.name], binary, offset)
     if missing := set(specs) - set(feeds):
         raise InvalidInputError(f"missing inputs {sorted(missing)}")
-    check_values(model, feeds, settings.MAX_IMAGES)
+    check_values(model, specs, feeds, settings.MAX_IMAGES)
     outputs = await run_in_threadpool(run_graph, model, graph, feeds)
     names = [t.name for t in model.manifest.graphs[graph].outputs]
     return infer_response(name, model, parsed, names, outputs)

@@ -7,6 +7,7 @@ from service import inference
 from service.config import Settings
 from service.errors import InvalidInputError
 from service.registry import LoadedModel, Registry
+from service.sampling import sample_codes, sample_codes_cached
 from tests.conftest import TinyPipeline
 
 
@@ -49,3 +50,24 @@ def test_images_accept_a_missing_channel_axis_for_greyscale_models(model: Loaded
 def test_codes_must_be_integers(model: LoadedModel) -> None:
     with pytest.raises(InvalidInputError, match="integers"):
         inference.check_codes(model, np.full((1, 7, 7), 0.5))
+
+
+@pytest.mark.parametrize("model_id, labels", [("tiny-uncond", None), ("tiny-vqvae", np.array([3, 0, 9, 9]))])
+def test_fast_sampler_matches_the_full_prior_at_every_step(tiny_pipeline: TinyPipeline, model_id: str, labels) -> None:
+    registry = Registry(Settings(MODELS_DIR=tiny_pipeline.models))
+    registry.load()
+    model = registry.get(model_id)
+    cached = inference.cached_prior(model)
+    assert cached is not None and (cached.layers, cached.channels, cached.half) == (3, 8, 1)
+    recorded = []
+    position = cached.position
+    cached.position = lambda *args: recorded.append(position(*args)) or recorded[-1]
+    start, mask = np.zeros((4, 7, 7), np.int64), np.ones((4, 7, 7), bool)
+    fast = sample_codes_cached(cached, start, mask, seed=11, labels=labels)
+    full_prior = inference.graph_call(model, "prior", "codes", "labels")
+    full = full_prior(fast, labels)  # logits at (i, j) depend only on the codes before it
+    assert len(recorded) == 49
+    for index, (logits, _) in enumerate(recorded):
+        i, j = divmod(index, 7)
+        np.testing.assert_allclose(logits, full[:, :, i, j], atol=1e-4, err_msg=f"step ({i}, {j})")
+    assert np.array_equal(fast, sample_codes(full_prior, start, mask, seed=11, labels=labels))

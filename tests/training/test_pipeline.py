@@ -29,7 +29,8 @@ def test_package_matches_the_contract(tiny_pipeline: TinyPipeline) -> None:
     assert manifest.image_shape == (1, 28, 28) and manifest.latent_shape == [4, 7, 7]
     assert manifest.num_codes == 16 and manifest.prior.conditional and manifest.prior.num_classes == 10
     assert manifest.opset >= 17
-    assert set(manifest.files) == {"encoder.onnx", "decoder.onnx", "prior.onnx", "codebook.npy", "samples.png"}
+    graphs = {"encoder", "decoder", "prior", "prior_row", "prior_position"}
+    assert set(manifest.files) == {f"{g}.onnx" for g in graphs} | {"codebook.npy", "samples.png"}
     for name, digest in manifest.files.items():
         assert sha256_file(package / name) == digest
     assert all(value <= PARITY_TOLERANCE for value in manifest.parity.values())

@@ -81,6 +81,8 @@ class PixelCNNConfig:
 class PixelCNN(nn.Module):
     def __init__(self, config: PixelCNNConfig):
         super().__init__()
+        if config.layers < 2 or config.kernel < 3 or config.kernel % 2 == 0:
+            raise ValueError("a gated PixelCNN needs layers >= 2 and an odd kernel >= 3")
         self.config = config
         self.embed = nn.Embedding(config.num_codes, config.channels)
         self.layers = nn.ModuleList(
