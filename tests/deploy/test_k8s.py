@@ -1,0 +1,67 @@
+"""The Kubernetes manifests: validated against Kubernetes' own schemas (kubernetes-validate ships them, so no
+network), then checked for what this service needs: probes, a GPU, requests and limits, Service and HPA targets."""
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy.test_dockerfile import only, serve_command, stages
+
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+VERSION = "1.31.0"  # the oldest Kubernetes that the manifests are meant for
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((K8S / name).read_text())
+
+
+def container() -> dict:
+    [service] = load("deployment.yaml")["spec"]["template"]["spec"]["containers"]
+    return service
+
+
+@pytest.mark.parametrize("name", ["deployment.yaml", "service.yaml", "hpa.yaml"])
+def test_valid_against_the_kubernetes_schema(name: str) -> None:
+    kubernetes_validate.validate(load(name), VERSION, strict=True)  # strict: unknown fields are errors too
+
+
+def test_kustomization_applies_every_manifest() -> None:
+    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(load("kustomization.yaml")["resources"]) == manifests
+
+
+def test_probes_on_the_health_routes() -> None:
+    service = container()
+    [port] = service["ports"]
+    assert port == {"name": "http", "containerPort": int(serve_command()[-1])}  # the image's --port
+    assert service["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    assert service["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
+    assert service["startupProbe"]["httpGet"]["path"] == "/health/live"
+
+
+def test_one_gpu_and_requests_and_limits() -> None:
+    resources = container()["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == 1
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources[kind])
+
+
+def test_runs_as_the_image_user_and_outlasts_the_drain() -> None:
+    pod = load("deployment.yaml")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"]
+    assert pod["securityContext"]["runAsUser"] == int(only(stages()["serve"], "USER"))
+    assert pod["terminationGracePeriodSeconds"] > 30  # uvicorn drains for up to 30 s
+
+
+def test_service_and_autoscaler_target_the_deployment() -> None:
+    deployment, service, hpa = load("deployment.yaml"), load("service.yaml"), load("hpa.yaml")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", "latentgen")
+    assert deployment["metadata"]["name"] == "latentgen"
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
