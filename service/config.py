@@ -16,6 +16,12 @@ class Settings(BaseSettings):
     INTRA_OP_THREADS: int = 0  # 0: one per CPU core
     LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
 
+    # Dynamic batching (service/batching.py): rows per onnxruntime run (1 turns batching off), how long a
+    # forming batch waits for announced requests, and the queue bound beyond which requests get 503.
+    MAX_BATCH_SIZE: int = 64
+    BATCH_DELAY_MS: float = 5.0
+    MAX_QUEUE_ROWS: int = 1024
+
     API_KEY: str = ""  # when set, every route but liveness needs header X-API-Key (or Bearer token)
     MAX_BODY_BYTES: int = 8 * 1024 * 1024
     MAX_IMAGES: int = 256  # images per encode / reconstruct request

@@ -6,6 +6,7 @@ registry and the inference layer raise them without knowing about HTTP framework
 class ServiceError(Exception):
     status = 500
     code = "internal_error"
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -38,6 +39,7 @@ class ModelUnavailableError(ServiceError):
 
 class OverloadedError(ServiceError):
     status, code = 503, "overloaded"
+    headers = {"Retry-After": "1"}
 
 
 def error_payload(path: str, code: str, message: str) -> dict:

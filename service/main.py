@@ -21,8 +21,10 @@ log = logging.getLogger("service")
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
-def error_response(request: Request, status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(error_payload(request.url.path, code, message), status_code=status)
+def error_response(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_payload(request.url.path, code, message), status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -30,7 +32,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, error: ServiceError) -> JSONResponse:
-        return error_response(request, error.status, error.code, error.message)
+        return error_response(request, error.status, error.code, error.message, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(registry.load)
         app.state.registry = registry
         yield
+        registry.close()
 
     app = FastAPI(
         title="latentgen",

@@ -7,12 +7,15 @@ load) is kept as unavailable with its reason; it never stops the others from loa
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from service.batching import Batcher
 from service.config import Settings
 from service.errors import ModelUnavailableError, NotFoundError
 from service.manifest import Manifest, TensorSpec, read_manifest, sha256_file
@@ -29,20 +32,39 @@ class LoadedModel:
     sessions: dict[str, ort.InferenceSession]  # graph name -> session
     provider: str  # the execution provider onnxruntime actually chose
     codebook: np.ndarray | None = None  # (K, D), vqvae only
+    batchers: dict[str, Batcher] = field(default_factory=dict)  # graph name -> its dynamic batcher
 
     @property
     def id(self) -> str:
         return self.manifest.id
 
-    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        rows = len(next(iter(feeds.values())))
-        BATCH_SIZE.labels(self.id, graph).observe(rows)
-        with INFERENCE.labels(self.id, graph).time():
-            return self.sessions[graph].run(None, feeds)
-
     @property
     def version(self) -> int:
         return self.manifest.version
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One inference, merged with concurrent ones for the same graph when batching is on."""
+        if graph in self.batchers:
+            return self.batchers[graph](feeds)
+        BATCH_SIZE.labels(self.id, graph).observe(len(next(iter(feeds.values()))))
+        return self.run_now(graph, feeds)
+
+    def run_now(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with INFERENCE.labels(self.id, graph).time():
+            return self.sessions[graph].run(None, feeds)
+
+    @contextmanager
+    def expecting(self, *graphs: str) -> Iterator[None]:
+        """Tell the graphs' batchers that this request will submit soon (see batching.py)."""
+        with ExitStack() as stack:
+            for graph in graphs:
+                if graph in self.batchers:
+                    stack.enter_context(self.batchers[graph].expect())
+            yield
+
+    def close(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.close()
 
 
 @dataclass
@@ -104,7 +126,23 @@ def open_package(folder: Path, settings: Settings, providers: list[str]) -> Load
         sessions[name] = session
     provider = next(iter(sessions.values())).get_providers()[0]
     codebook = np.load(folder / "codebook.npy").astype(np.float32) if manifest.kind == "vqvae" else None
-    return LoadedModel(manifest, folder, sessions, provider, codebook)
+    model = LoadedModel(manifest, folder, sessions, provider, codebook)
+    if settings.MAX_BATCH_SIZE > 1:
+        model.batchers = {name: make_batcher(model, name, settings) for name in sessions}
+    return model
+
+
+def make_batcher(model: LoadedModel, graph: str, settings: Settings) -> Batcher:
+    spec = model.manifest.graphs[graph]
+    return Batcher(
+        run=lambda feeds: model.run_now(graph, feeds),
+        input_axes={t.name: t.shape.index(-1) for t in spec.inputs},
+        output_axes=[t.shape.index(-1) for t in spec.outputs],
+        max_batch=settings.MAX_BATCH_SIZE,
+        max_delay=settings.BATCH_DELAY_MS / 1000,
+        max_queue=settings.MAX_QUEUE_ROWS,
+        labels=(model.id, graph),
+    )
 
 
 @dataclass
@@ -156,6 +194,10 @@ class Registry:
 
     def all_models(self) -> list[LoadedModel]:
         return [model for versions in self.models.values() for model in versions.values()]
+
+    def close(self) -> None:
+        for model in self.all_models():
+            model.close()
 
     def gpu_ok(self) -> bool:
         return all(model.provider in GPU_PROVIDERS for model in self.all_models())

@@ -73,8 +73,9 @@ async def encode(
     ] = None,
 ) -> JSONResponse:
     """Images -> code grids (N, h, w), and z_e (N, D, h, w) on request."""
-    images = await read_images(request, model, settings)
-    result = await run_in_threadpool(inference.encode, model, images)
+    with model.expecting("encoder"):
+        images = await read_images(request, model, settings)
+        result = await run_in_threadpool(inference.encode, model, images)
     body = {**model_fields(model), "codes": result["codes"].tolist()}
     if include == "z_e":
         body["z_e"] = result["z_e"].tolist()
@@ -88,8 +89,9 @@ async def reconstruct(
     request: Request, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
 ) -> Response:
     """Encode, then decode: images -> their reconstructions and codes."""
-    images = await read_images(request, model, settings)
-    result = await run_in_threadpool(inference.reconstruct, model, images)
+    with model.expecting("encoder"):
+        images = await read_images(request, model, settings)
+        result = await run_in_threadpool(inference.reconstruct, model, images)
     return images_response(request, model, result["images"], image_format, codes=result["codes"])
 
 
@@ -100,10 +102,11 @@ async def decode(
     """Code grids (N, h, w) or continuous latents (N, D, h, w) -> images."""
     given = body.codes if body.codes is not None else body.latents
     check_count("items", len(given), settings.MAX_IMAGES)
-    if body.codes is not None:
-        images = await run_in_threadpool(inference.decode_codes, model, np.asarray(body.codes))
-    else:
-        images = await run_in_threadpool(inference.decode, model, np.asarray(body.latents, dtype=np.float32))
+    with model.expecting("decoder"):
+        if body.codes is not None:
+            images = await run_in_threadpool(inference.decode_codes, model, np.asarray(body.codes))
+        else:
+            images = await run_in_threadpool(inference.decode, model, np.asarray(body.latents, dtype=np.float32))
     return images_response(request, model, images, image_format)
 
 

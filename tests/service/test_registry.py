@@ -52,7 +52,7 @@ def test_newest_version_by_default_and_named_versions(models_dir: Path) -> None:
     assert registry.get("good", 1).version == 1
     model = registry.get("good")
     assert model.provider == "CPUExecutionProvider"
-    assert set(model.sessions) == {"encoder", "decoder", "prior"}
+    assert set(model.sessions) == {"encoder", "decoder", "prior", "prior_row", "prior_position"}
     assert model.codebook.shape == (16, 4)
     with pytest.raises(NotFoundError, match="no version 3"):
         registry.get("good", 3)

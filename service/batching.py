@@ -1,0 +1,153 @@
+"""Dynamic batching, as Triton Inference Server does it: concurrent requests for the same graph are
+merged into one onnxruntime run and their rows split back out afterwards.
+
+One worker thread per graph takes everything queued (up to MAX_BATCH_SIZE rows). It waits for more
+only while requests that announced themselves (`expect`) have not yet arrived, and never longer than
+BATCH_DELAY_MS after the oldest one: a lone request runs at once, a burst runs as one batch. The
+queue is bounded; a full queue refuses at once with OverloadedError (HTTP 503, Retry-After).
+"""
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.errors import OverloadedError
+from service.metrics import BATCH_SIZE, QUEUE_DEPTH
+
+Feeds = dict[str, np.ndarray]
+Run = Callable[[Feeds], list[np.ndarray]]
+
+
+@dataclass
+class Pending:
+    feeds: Feeds
+    rows: int
+    arrived: float
+    result: Future = field(default_factory=Future)
+
+
+class Batcher:
+    def __init__(
+        self,
+        run: Run,
+        input_axes: dict[str, int],
+        output_axes: list[int],
+        max_batch: int,
+        max_delay: float,
+        max_queue: int,
+        labels: tuple[str, str],
+    ):
+        self.run, self.input_axes, self.output_axes = run, input_axes, output_axes
+        self.max_batch, self.max_delay, self.max_queue = max_batch, max_delay, max_queue
+        self.queue: deque[Pending] = deque()
+        self.queued_rows = 0
+        self.expected = 0  # requests that announced themselves and have not submitted yet
+        self.condition = threading.Condition()
+        self.depth = QUEUE_DEPTH.labels(*labels)
+        self.batch_size = BATCH_SIZE.labels(*labels)
+        self.closed = False
+        self.worker = threading.Thread(target=self._work, name=f"batcher-{'.'.join(labels)}", daemon=True)
+        self.worker.start()
+
+    @contextmanager
+    def expect(self) -> Iterator[None]:
+        """Announce a request that will submit soon, so a forming batch waits for it (bounded by the delay)."""
+        with self.condition:
+            self.expected += 1
+        try:
+            yield
+        finally:
+            with self.condition:
+                self.expected -= 1
+                self.condition.notify()
+
+    def __call__(self, feeds: Feeds) -> list[np.ndarray]:
+        """Blocks until this request's rows have been run; returns its slice of every output."""
+        rows = next(array.shape[self.input_axes[name]] for name, array in feeds.items())
+        pending = Pending(feeds, rows, time.monotonic())
+        with self.condition:
+            if self.closed:
+                raise OverloadedError("the service is shutting down")
+            if self.queued_rows + rows > self.max_queue:
+                raise OverloadedError(f"the inference queue is full ({self.queued_rows} rows waiting); retry shortly")
+            self.queue.append(pending)
+            self.queued_rows += rows
+            self.depth.set(self.queued_rows)
+            self.condition.notify()
+        return pending.result.result()
+
+    def close(self) -> None:
+        with self.condition:
+            self.closed = True
+            self.condition.notify()
+        self.worker.join(timeout=5)
+
+    def _work(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._run(batch)
+
+    def _next_batch(self) -> list[Pending] | None:
+        with self.condition:
+            while not self.queue:
+                if self.closed:
+                    return None
+                self.condition.wait()
+            while self.queued_rows < self.max_batch and self.expected > 0:
+                remaining = self.queue[0].arrived + self.max_delay - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.condition.wait(remaining)
+            batch, rows = [], 0
+            while self.queue and (not batch or rows + self.queue[0].rows <= self.max_batch):
+                pending = self.queue.popleft()
+                batch.append(pending)
+                rows += pending.rows
+            self.queued_rows -= rows
+            self.depth.set(self.queued_rows)
+            return batch
+
+    def _run(self, batch: list[Pending]) -> None:
+        if len(batch) == 1:
+            pending = batch[0]
+            try:
+                outputs = self.run(pending.feeds)
+            except Exception as error:  # re-raised in the caller's thread
+                pending.result.set_exception(error)
+                return
+            self.batch_size.observe(pending.rows)
+            pending.result.set_result(outputs)
+            return
+        try:
+            outputs = self.run(self._merge(batch))
+        except Exception:
+            # One request's bad input must not fail the others: run each on its own to find it.
+            for pending in batch:
+                self._run([pending])
+            return
+        self.batch_size.observe(sum(p.rows for p in batch))
+        self._split(batch, outputs)
+
+    def _merge(self, batch: list[Pending]) -> Feeds:
+        return {
+            name: np.concatenate([p.feeds[name] for p in batch], axis=axis) for name, axis in self.input_axes.items()
+        }
+
+    def _split(self, batch: list[Pending], outputs: list[np.ndarray]) -> None:
+        start = 0
+        for pending in batch:
+            stop = start + pending.rows
+            parts = [
+                np.take(out, np.arange(start, stop), axis=axis)
+                for out, axis in zip(outputs, self.output_axes, strict=True)
+            ]
+            pending.result.set_result(parts)
+            start = stop

@@ -1,0 +1,104 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from service.batching import Batcher
+from service.errors import OverloadedError
+
+
+class Recorder:
+    """A fake graph: doubles its input, records the batch sizes it ran, fails on negative rows."""
+
+    def __init__(self, delay: float = 0.0):
+        self.sizes: list[int] = []
+        self.delay = delay
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        x = feeds["x"]
+        if (x < 0).any():
+            raise ValueError("negative input")
+        time.sleep(self.delay)
+        self.sizes.append(len(x))
+        return [x * 2, x.sum(axis=1)]
+
+
+def make(run: Recorder, max_batch: int = 64, max_delay: float = 0.5, max_queue: int = 1000) -> Batcher:
+    return Batcher(run, {"x": 0}, [0, 0], max_batch, max_delay, max_queue, ("test", "graph"))
+
+
+def submit_all(batcher: Batcher, inputs: list[np.ndarray], expect: bool) -> list:
+    results: list = [None] * len(inputs)
+
+    def client(i: int) -> None:
+        try:
+            results[i] = batcher({"x": inputs[i]})
+        except Exception as error:
+            results[i] = error
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(inputs))]
+    contexts = [batcher.expect() for _ in inputs] if expect else []
+    for context in contexts:
+        context.__enter__()
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    for context in contexts:
+        context.__exit__(None, None, None)
+    for thread in threads:
+        thread.join(5)
+    return results
+
+
+def test_announced_concurrent_requests_run_as_one_batch_and_get_their_own_rows() -> None:
+    run = Recorder()
+    batcher = make(run)
+    inputs = [np.full((1 + i % 3, 4), float(i)) for i in range(12)]
+    results = submit_all(batcher, inputs, expect=True)
+    assert run.sizes == [sum(len(x) for x in inputs)]  # one onnxruntime run for all twelve
+    for x, (doubled, sums) in zip(inputs, results, strict=True):
+        assert np.array_equal(doubled, x * 2) and np.array_equal(sums, x.sum(axis=1))
+    batcher.close()
+
+
+def test_a_lone_request_does_not_wait_for_the_delay() -> None:
+    batcher = make(Recorder(), max_delay=2.0)
+    started = time.monotonic()
+    batcher({"x": np.ones((1, 4))})
+    assert time.monotonic() - started < 0.5
+    batcher.close()
+
+
+def test_batches_never_exceed_the_maximum() -> None:
+    run = Recorder()
+    batcher = make(run, max_batch=4)
+    submit_all(batcher, [np.ones((1, 2))] * 10, expect=True)
+    assert max(run.sizes) <= 4 and sum(run.sizes) == 10
+    batcher.close()
+
+
+def test_a_bad_request_fails_alone() -> None:
+    batcher = make(Recorder())
+    inputs = [np.ones((1, 2)), -np.ones((1, 2)), np.ones((2, 2))]
+    results = submit_all(batcher, inputs, expect=True)
+    assert isinstance(results[1], ValueError)
+    assert np.array_equal(results[0][0], inputs[0] * 2) and np.array_equal(results[2][0], inputs[2] * 2)
+    batcher.close()
+
+
+def test_a_full_queue_refuses_at_once() -> None:
+    run = Recorder(delay=0.3)
+    batcher = make(run, max_batch=1, max_queue=2)
+    results = submit_all(batcher, [np.ones((1, 2))] * 6, expect=False)
+    refused = [r for r in results if isinstance(r, OverloadedError)]
+    assert refused and all(r.status == 503 and r.headers["Retry-After"] for r in refused)
+    assert len(refused) + len(run.sizes) == 6  # every request got exactly one answer
+    batcher.close()
+
+
+def test_closed_batcher_refuses() -> None:
+    batcher = make(Recorder())
+    batcher.close()
+    with pytest.raises(OverloadedError, match="shutting down"):
+        batcher({"x": np.ones((1, 2))})
