@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint
+.PHONY: serve test lint bench
 
 # The serving install carries no torch; the full one adds training and test tools.
 $(BIN)/.serve-installed: pyproject.toml
@@ -27,3 +27,8 @@ lint: $(BIN)/.all-installed
 
 test: lint
 	$(BIN)/pytest -q
+
+# Speed figures for the README (see bench/): the bundled model on this machine's CPU.
+bench: $(BIN)/.all-installed
+	$(BIN)/python bench/sampling.py
+	$(BIN)/python bench/serving.py

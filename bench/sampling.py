@@ -1,0 +1,66 @@
+"""How fast is ancestral sampling? Prints one full prior forward pass at batch N, the naive sampler
+(h*w full passes), the cached Fast PixelCNN sampler, and POST /sample end to end, all on onnxruntime.
+
+    python bench/sampling.py [--model mnist-vqvae] [--n 64] [--repeats 5]
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from service import inference
+from service.config import Settings
+from service.main import create_app
+from service.registry import Registry
+from service.sampling import sample_codes, sample_codes_cached
+
+
+def median_seconds(work: Callable[[], object], repeats: int) -> float:
+    work()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mnist-vqvae")
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    settings = Settings(MAX_BATCH_SIZE=1)  # measure the graphs themselves, without the batcher's threads
+    registry = Registry(settings)
+    registry.load()
+    model = registry.get(args.model)
+    h, w = model.manifest.latent_shape[1:]
+    labels = np.zeros(args.n, np.int64) if model.manifest.prior.conditional else None
+    start, mask = np.zeros((args.n, h, w), np.int64), np.ones((args.n, h, w), bool)
+    full = inference.graph_call(model, "prior", "codes", "labels")
+    cached = inference.cached_prior(model)
+
+    forward = median_seconds(lambda: full(start, labels), args.repeats)
+    naive = median_seconds(lambda: sample_codes(full, start, mask, 0, labels=labels), max(1, args.repeats // 2))
+    fast = median_seconds(lambda: sample_codes_cached(cached, start, mask, 0, labels=labels), args.repeats)
+    body = {"n": args.n, "seed": 0} | ({"labels": [0]} if labels is not None else {})
+    with TestClient(create_app(Settings())) as client:
+        http = median_seconds(
+            lambda: client.post(f"/v1/models/{args.model}/sample", json=body).raise_for_status(), args.repeats
+        )
+
+    print(f"model {args.model} v{model.version} on {model.provider}; n = {args.n}; grid {h}x{w}")
+    print(f"medians of {args.repeats} runs")
+    print(f"{'one full prior forward pass':<40}{forward * 1000:>10.1f} ms")
+    print(f"{'naive sampler (h*w full passes)':<40}{naive * 1000:>10.1f} ms  {naive / forward:>6.1f}x forward")
+    print(f"{'cached sampler (Fast PixelCNN)':<40}{fast * 1000:>10.1f} ms  {fast / forward:>6.1f}x forward")
+    print(f"{'POST /sample (codes + decode + PNGs)':<40}{http * 1000:>10.1f} ms  {http / forward:>6.1f}x forward")
+
+
+if __name__ == "__main__":
+    main()

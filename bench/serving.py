@@ -1,0 +1,171 @@
+"""Serving under load, measured against a real uvicorn process on loopback (like Triton's perf_analyzer).
+
+Prints, for encode, decode and sample, p50/p90/p99 latency and throughput at several concurrencies;
+then, with 32 clients each encoding one image, the mean size of the batches the service formed and
+the server's CPU time per request (read from /proc for the server process only, so the load
+generator's share of the CPU does not count) minus the model's own CPU time per image at that
+batch size, measured in-process.
+
+    python bench/serving.py [--model mnist-vqvae] [--seconds 10] [--concurrency 1 4 16 64]
+"""
+
+import argparse
+import asyncio
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from service.config import Settings
+from service.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    env = {**os.environ, "LOG_LEVEL": "warning"}
+    command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the server did not become ready")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def histogram(url: str, name: str, model: str, graph: str) -> tuple[float, float]:
+    """(sum, count) of a Prometheus histogram for one model and graph."""
+    text = httpx.get(f"{url}/metrics").text
+    values = []
+    for part in ("sum", "count"):
+        pattern = rf'^{name}_{part}{{graph="{graph}",model="{model}"}} (\S+)$'
+        found = re.search(pattern, text, re.MULTILINE)
+        values.append(float(found.group(1)) if found else 0.0)
+    return values[0], values[1]
+
+
+def digit_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def requests_for(url: str, model: str, grid: tuple[int, int], conditional: bool) -> dict[str, Callable]:
+    image = digit_png()
+    codes = {"codes": [np.zeros(grid, int).tolist()]}
+    sample = {"n": 1, "seed": 0} | ({"labels": [0]} if conditional else {})
+    return {
+        "encode": lambda c: c.post(
+            f"{url}/v1/models/{model}/encode", files=[("images", ("d.png", image, "image/png"))]
+        ),
+        "decode": lambda c: c.post(f"{url}/v1/models/{model}/decode", json=codes),
+        "sample": lambda c: c.post(f"{url}/v1/models/{model}/sample", json=sample),
+    }
+
+
+async def closed_loop(send: Callable, concurrency: int, seconds: float) -> tuple[list[float], dict[int, int]]:
+    """`concurrency` clients, each sending its next request as soon as the last one is answered."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                response = await send(client)
+                latencies.append(time.perf_counter() - started)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, statuses
+
+
+def model_cpu_per_image(model_id: str, batch: int) -> float:
+    """CPU seconds per image of the encoder alone at this batch size, with the service's session settings."""
+    registry = Registry(Settings(MAX_BATCH_SIZE=1))
+    registry.load()
+    model = registry.get(model_id)
+    images = np.random.default_rng(0).random((batch, *model.manifest.image_shape), dtype=np.float32)
+    session: ort.InferenceSession = model.sessions["encoder"]
+    session.run(None, {"image": images})
+    runs, started = 200, time.process_time()
+    for _ in range(runs):
+        session.run(None, {"image": images})
+    return (time.process_time() - started) / (runs * batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mnist-vqvae")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    args = parser.parse_args()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(port)
+    try:
+        description = httpx.get(f"{url}/v1/models/{args.model}").raise_for_status().json()
+        grid = tuple(description["manifest"]["latent_shape"][1:])
+        sends = requests_for(url, args.model, grid, description["manifest"]["prior"]["conditional"])
+        print(
+            f"model {args.model} v{description['version']} on {description['provider']}; {os.cpu_count()} CPUs; "
+            f"{args.seconds:g} s per row; closed loop"
+        )
+        print(f"{'operation':<10}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}  statuses")
+        for operation, send in sends.items():
+            for concurrency in args.concurrency:
+                latencies, statuses = asyncio.run(closed_loop(send, concurrency, args.seconds))
+                p50, p90, p99 = np.percentile(np.array(latencies) * 1000, [50, 90, 99])
+                rate = len(latencies) / args.seconds
+                print(f"{operation:<10}{concurrency:>8}{rate:>9.0f}{p50:>9.1f}{p90:>9.1f}{p99:>9.1f}  {statuses}")
+
+        before_sum, before_count = histogram(url, "latentgen_batch_size", args.model, "encoder")
+        cpu_before = cpu_seconds(server.pid)
+        latencies, statuses = asyncio.run(closed_loop(sends["encode"], 32, args.seconds))
+        cpu_used = cpu_seconds(server.pid) - cpu_before
+        after_sum, after_count = histogram(url, "latentgen_batch_size", args.model, "encoder")
+        mean_batch = (after_sum - before_sum) / max(after_count - before_count, 1)
+        requests = sum(statuses.values())
+        per_request = cpu_used / requests
+        per_image = model_cpu_per_image(args.model, max(1, round(mean_batch)))
+        print(f"\n32 clients encoding one image each for {args.seconds:g} s: {requests} requests {statuses}")
+        print(f"mean formed batch size (encoder)          {mean_batch:8.1f}")
+        print(f"server CPU time per request               {per_request * 1000:8.3f} ms")
+        print(f"model CPU time per image at that batch    {per_image * 1000:8.3f} ms")
+        print(f"server CPU per request minus model        {(per_request - per_image) * 1000:8.3f} ms")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
