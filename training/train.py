@@ -1,7 +1,9 @@
 """Stage 1: train the VQ-VAE autoencoder (`python -m training vqvae ...`)."""
 
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,15 +15,17 @@ from training.evaluate import reconstruction_metrics
 from training.models.vq_vae import VQVAE, VQVAEConfig
 from training.run import Run, RunOptions, cosine_lr
 
+LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]  # (model, batch, labels, step)
+
 
 def make_optimizer(model: torch.nn.Module, options: RunOptions) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
 
 
 def train_epoch(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, run: Run, images: ImageSet, epoch: int, loss_fn
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, run: Run, images: ImageSet, epoch: int, loss_fn: LossFn
 ) -> float:
-    """One pass over `images`; `loss_fn(model, images, labels)` returns the scalar loss."""
+    """One pass over `images`; `loss_fn(model, images, labels, step)` returns the scalar loss."""
     options = run.options
     steps_per_epoch = -(-len(images) // options.batch_size)
     total_steps = steps_per_epoch * options.epochs
@@ -33,7 +37,7 @@ def train_epoch(
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, total_steps, options.lr, options.warmup_steps)
         with run.autocast():
-            loss = loss_fn(model, batch.to(run.device), labels.to(run.device))
+            loss = loss_fn(model, batch.to(run.device), labels.to(run.device), step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -55,41 +59,68 @@ def save_reconstructions(model: VQVAE, images: torch.Tensor, path: Path, device:
     path.write_bytes(png_bytes(tile(torch.cat(rows).numpy(), columns)))
 
 
-def vqvae_loss(model: VQVAE, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def vqvae_loss(model: VQVAE, images: torch.Tensor, labels: torch.Tensor, step: int) -> torch.Tensor:
     return model(images)[2]
 
 
-def train_vqvae(options: RunOptions, config: VQVAEConfig) -> Path:
-    """Trains, validating each epoch; keeps last.pt (resume) and best.pt (lowest val MSE)."""
-    run = Run(options)
-    splits: Splits = load_dataset(options.data, config.image_size, config.image_channels, seed=options.seed)
-    channels, size, _ = splits.image_shape
-    config = replace(config, image_channels=channels, image_size=size)
-    model = VQVAE(config).to(run.device)
-    optimizer = make_optimizer(model, options)
-    start_epoch, best_mse = 0, float("inf")
+def fit(
+    run: Run,
+    model: torch.nn.Module,
+    train_set: ImageSet,
+    loss_fn: LossFn,
+    validate: Callable[[], dict[str, float]],
+    select: str,
+    kind: str,
+    **extra: Any,
+) -> Path:
+    """The loop every stage shares: train an epoch, validate, keep last.pt (to resume) and best.pt
+    (lowest validation `select`), log a line. The checkpoint carries the kind, config and `extra`."""
+    optimizer = make_optimizer(model, run.options)
+    start_epoch, best = 0, float("inf")
     if state := run.resume_state():
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best_mse = state["epoch"], state["best_val_mse"]
-    for epoch in range(start_epoch, options.epochs):
-        train_loss = train_epoch(model, optimizer, run, splits.train, epoch, vqvae_loss)
-        val = reconstruction_metrics(model, splits.val, run.device)
-        best_mse = min(best_mse, val["mse"])
+        start_epoch, best = state["epoch"], state["best"]
+    for epoch in range(start_epoch, run.options.epochs):
+        train_loss = train_epoch(model, optimizer, run, train_set, epoch, loss_fn)
+        val = validate()
+        best = min(best, val[select])
         state = {
-            "kind": "vqvae",
-            "config": asdict(config),
+            "kind": kind,
+            "config": asdict(model.config),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "epoch": epoch + 1,
             "seconds": run.seconds(),
-            "best_val_mse": best_mse,
-            "data": splits.name,
+            "best": best,
             "val": val,
+            **extra,
         }
         run.save("last.pt", state)
-        if val["mse"] == best_mse:
+        if val[select] == best:
             run.save("best.pt", state)
-        run.log({"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}})
-    save_reconstructions(model, splits.val.images[:64], run.out / "reconstructions.png", run.device)
+        run.log(
+            {"epoch": epoch + 1, "seconds": round(run.seconds(), 1), "train_loss": train_loss}
+            | {f"val_{k}": v for k, v in val.items()}
+        )
     return run.out / "best.pt"
+
+
+def train_vqvae(options: RunOptions, config: VQVAEConfig) -> Path:
+    """Stage 1; best.pt has the lowest validation MSE."""
+    run = Run(options)
+    splits: Splits = load_dataset(options.data, config.image_size, config.image_channels, seed=options.seed)
+    channels, size, _ = splits.image_shape
+    model = VQVAE(replace(config, image_channels=channels, image_size=size)).to(run.device)
+    best = fit(
+        run,
+        model,
+        splits.train,
+        vqvae_loss,
+        lambda: reconstruction_metrics(model, splits.val, run.device),
+        "mse",
+        "vqvae",
+        data=splits.name,
+    )
+    save_reconstructions(model, splits.val.images[:64], run.out / "reconstructions.png", run.device)
+    return best

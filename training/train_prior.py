@@ -4,7 +4,6 @@ As in the VQ-VAE paper, the dataset is encoded once with the frozen stage-1 mode
 then learns p(codes) (or p(codes | class)) by maximum likelihood.
 """
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from training.evaluate import encode_codes, prior_nll
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
 from training.models.vq_vae import VQVAE
 from training.run import Run, RunOptions
-from training.train import make_optimizer, train_epoch
+from training.train import fit
 
 
 @dataclass
@@ -26,7 +25,7 @@ class PriorOptions:
     conditional: bool = False  # condition on the dataset's class labels
 
 
-def prior_loss(prior: PixelCNN, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def prior_loss(prior: PixelCNN, codes: torch.Tensor, labels: torch.Tensor, step: int) -> torch.Tensor:
     return prior(codes, labels if prior.config.num_classes else None)[1]
 
 
@@ -40,7 +39,7 @@ def save_samples(vqvae: VQVAE, prior: PixelCNN, path: Path, n: int = 64, seed: i
 
 
 def train_prior(options: RunOptions, prior_options: PriorOptions, config: PixelCNNConfig) -> Path:
-    """Trains, validating each epoch; keeps last.pt (resume) and best.pt (lowest val NLL)."""
+    """Stage 2; best.pt has the lowest validation NLL in bits per code."""
     run = Run(options)
     vqvae = load_model(prior_options.vqvae, "vqvae", run.device)
     splits = load_dataset(options.data, vqvae.config.image_size, vqvae.config.image_channels, seed=options.seed)
@@ -58,39 +57,16 @@ def train_prior(options: RunOptions, prior_options: PriorOptions, config: PixelC
     train_codes = ImageSet(encode_codes(vqvae, splits.train, run.device), splits.train.labels)
     val_codes = ImageSet(encode_codes(vqvae, splits.val, run.device), splits.val.labels)
     prior = PixelCNN(config).to(run.device)
-    optimizer = make_optimizer(prior, options)
-    start_epoch, best_nll = 0, float("inf")
-    if state := run.resume_state():
-        prior.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best_nll = state["epoch"], state["best_val_bits_per_code"]
-    for epoch in range(start_epoch, options.epochs):
-        train_loss = train_epoch(prior, optimizer, run, train_codes, epoch, prior_loss)
-        val = prior_nll(prior, val_codes, run.device)
-        best_nll = min(best_nll, val["bits_per_code"])
-        state = {
-            "kind": "prior",
-            "config": asdict(config),
-            "model": prior.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch + 1,
-            "seconds": run.seconds(),
-            "best_val_bits_per_code": best_nll,
-            "vqvae": str(prior_options.vqvae),
-            "data": splits.name,
-            "val": val,
-        }
-        run.save("last.pt", state)
-        if val["bits_per_code"] == best_nll:
-            run.save("best.pt", state)
-        run.log(
-            {
-                "epoch": epoch + 1,
-                "train_bits_per_code": train_loss / math.log(2),
-                "val_bits_per_code": val["bits_per_code"],
-            }
-        )
-    save_samples(
-        vqvae, load_model(run.out / "best.pt", "prior", run.device), run.out / "samples.png", seed=options.seed
+    best = fit(
+        run,
+        prior,
+        train_codes,
+        prior_loss,
+        lambda: prior_nll(prior, val_codes, run.device),
+        "bits_per_code",
+        "prior",
+        vqvae=str(prior_options.vqvae),
+        data=splits.name,
     )
-    return run.out / "best.pt"
+    save_samples(vqvae, load_model(best, "prior", run.device), run.out / "samples.png", seed=options.seed)
+    return best
