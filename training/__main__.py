@@ -16,17 +16,20 @@ from training.evaluate import EvaluateOptions, evaluate_vqvae
 from training.export import ExportOptions, export_vqvae
 from training.models.classifier import ClassifierConfig
 from training.models.pixelcnn import PixelCNNConfig
+from training.models.vae import VAEConfig
 from training.models.vq_vae import VQVAEConfig
 from training.run import RunOptions
 from training.train import train_vqvae
 from training.train_classifier import train_classifier
 from training.train_prior import PriorOptions, train_prior
+from training.train_vae import VAEOptions, train_vae
 
 # Fields set from the data or the stage-1 model rather than from the command line.
 DERIVED = {
     VQVAEConfig: ("image_channels", "image_size"),
     PixelCNNConfig: ("num_codes", "grid_size", "num_classes"),
     ClassifierConfig: ("image_channels", "image_size", "num_classes"),
+    VAEConfig: ("image_channels", "image_size", "num_classes"),
 }
 
 
@@ -37,6 +40,18 @@ def parse(command: str, description: str, argv: list[str], *option_classes: type
     if RunOptions in option_classes:
         parser.set_defaults(out=f"runs/{command}")  # each training stage has its own run folder
     return parser.parse_args(argv)
+
+
+def vae_command(argv: list[str]) -> None:
+    args = parse(
+        "vae",
+        "Train a VAE; logs KL per dimension and active units each epoch.",
+        argv,
+        RunOptions,
+        VAEOptions,
+        VAEConfig,
+    )
+    print(train_vae(build(RunOptions, args), build(VAEOptions, args), build(VAEConfig, args)))
 
 
 def vqvae_command(argv: list[str]) -> None:
@@ -72,6 +87,7 @@ def export_command(argv: list[str]) -> None:
 
 
 COMMANDS = {
+    "vae": vae_command,
     "vqvae": vqvae_command,
     "prior": prior_command,
     "classifier": classifier_command,

@@ -8,12 +8,14 @@ from torch import nn
 
 from training.models.classifier import Classifier, ClassifierConfig
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
+from training.models.vae import VAE, VAEConfig
 from training.models.vq_vae import VQVAE, VQVAEConfig
 
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "vqvae": (VQVAE, VQVAEConfig),
     "prior": (PixelCNN, PixelCNNConfig),
     "classifier": (Classifier, ClassifierConfig),
+    "vae": (VAE, VAEConfig),
 }
 
 
