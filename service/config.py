@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = 8 * 1024 * 1024
     MAX_IMAGES: int = 256  # images per encode / reconstruct request
     MAX_SAMPLES: int = 256  # samples per sample request
-    MAX_STEPS: int = 64  # interpolation steps
+    MAX_STEPS: int = 64  # interpolation and traversal steps
+    MAX_ITERATIONS: int = 500  # inpainting iterations
 
 
 def get_settings() -> Settings:

@@ -2,6 +2,9 @@
 
 Routes validate requests and call these functions; tests call them without HTTP. Inputs that
 are wrong for the model (shape, range, NaN, codes outside the codebook) raise InvalidInputError.
+Both kinds share the operations where the papers do: a VQ-VAE's latent is z_e / z_q (D, h, w) and
+its prior is the PixelCNN; a VAE's latent is z (Z,) and its prior N(0, I). `traverse` and `inpaint`
+are VAE operations (Higgins et al. 2017; Rezende et al. 2014).
 """
 
 import numpy as np
@@ -49,35 +52,66 @@ def check_latents(model: LoadedModel, latents: np.ndarray) -> np.ndarray:
     return latents
 
 
-def check_labels(model: LoadedModel, labels: list[int] | None, n: int) -> np.ndarray | None:
-    """Class labels for a class-conditional prior: required there, refused elsewhere."""
+def label_classes(model: LoadedModel) -> int:
+    """How many classes the model's generator is conditioned on (the VQ-VAE's prior, the VAE's decoder); 0 if none."""
+    if model.manifest.kind == "vae":
+        return model.manifest.decoder_labels
     prior = model.manifest.prior
-    if prior is None or not prior.conditional:
+    return prior.num_classes if prior is not None and prior.conditional else 0
+
+
+def check_labels(model: LoadedModel, labels: list[int] | None, n: int) -> np.ndarray | None:
+    """Class labels for a class-conditional model: required there, refused elsewhere."""
+    classes = label_classes(model)
+    if not classes:
         if labels is not None:
             raise InvalidInputError(f"model {model.id} is not class-conditional; omit labels")
         return None
     if labels is None:
         raise InvalidInputError(
-            f"model {model.id} is class-conditional; give labels (one per sample, 0..{prior.num_classes - 1})"
+            f"model {model.id} is class-conditional; give labels (one, or one per item, 0..{classes - 1})"
         )
+    labels = [int(label) for label in labels]
     if len(labels) == 1:
         labels = labels * n
     if len(labels) != n:
-        raise InvalidInputError(f"give one label, or one per sample ({n}); got {len(labels)}")
-    if min(labels) < 0 or max(labels) >= prior.num_classes:
-        raise InvalidInputError(f"labels must lie in [0, {prior.num_classes})")
+        raise InvalidInputError(f"give one label, or one per item ({n}); got {len(labels)}")
+    if min(labels) < 0 or max(labels) >= classes:
+        raise InvalidInputError(f"labels must lie in [0, {classes})")
     return np.asarray(labels, dtype=np.int64)
 
 
+def require_kind(model: LoadedModel, kind: str, operation: str) -> None:
+    if model.manifest.kind != kind:
+        raise InvalidInputError(f"{operation} works on {kind} models; {model.id} is a {model.manifest.kind}")
+
+
 def encode(model: LoadedModel, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Images -> code grids (N, h, w) and the encoder's continuous output z_e (N, D, h, w)."""
-    z_e, codes = model.run("encoder", {"image": check_images(model, images)})
+    """Images -> VQ-VAE: code grids (N, h, w) and z_e (N, D, h, w); VAE: posterior mean and logvar (N, Z)."""
+    images = check_images(model, images)
+    if model.manifest.kind == "vae":
+        mean, logvar = model.run("encoder", {"image": images})
+        return {"mean": mean, "logvar": logvar}
+    z_e, codes = model.run("encoder", {"image": images})
     return {"codes": codes, "z_e": z_e}
 
 
-def decode(model: LoadedModel, z_q: np.ndarray) -> np.ndarray:
-    """Continuous latents (N, D, h, w) -> images (N, C, H, W) in [0, 1]."""
-    return model.run("decoder", {"z_q": check_latents(model, z_q)})[0]
+def posterior_sample(mean: np.ndarray, logvar: np.ndarray, seed: int) -> np.ndarray:
+    """z = mean + exp(logvar / 2) * noise, image i drawing its noise from seed + i."""
+    noise = np.stack([np.random.default_rng(seed + i).standard_normal(mean.shape[1]) for i in range(len(mean))])
+    return (mean + np.exp(0.5 * logvar) * noise).astype(np.float32)
+
+
+def decode(model: LoadedModel, latents: np.ndarray, labels: list[int] | None = None) -> np.ndarray:
+    """Continuous latents -> images (N, C, H, W) in [0, 1]: z_q (N, D, h, w) for a VQ-VAE, z (N, Z) for a VAE."""
+    latents = check_latents(model, latents)
+    if model.manifest.kind == "vqvae":
+        if labels is not None:
+            raise InvalidInputError("a VQ-VAE's decoder takes no labels (its prior may: see sample)")
+        return model.run("decoder", {"z_q": latents})[0]
+    label_array = check_labels(model, labels, len(latents))
+    feeds = {"z": latents} | ({"labels": label_array} if label_array is not None else {})
+    return model.run("decoder", feeds)[0]
 
 
 def lookup(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
@@ -97,9 +131,12 @@ def nearest_codes(model: LoadedModel, z: np.ndarray) -> np.ndarray:
     return distances.argmin(1).reshape(n, h, w)
 
 
-def reconstruct(model: LoadedModel, images: np.ndarray) -> dict[str, np.ndarray]:
-    codes = encode(model, images)["codes"]
-    return {"images": decode_codes(model, codes), "codes": codes}
+def reconstruct(model: LoadedModel, images: np.ndarray, labels: list[int] | None = None) -> dict[str, np.ndarray]:
+    """Encode, then decode: a VQ-VAE through its codes, a VAE through its posterior means."""
+    encoded = encode(model, images)
+    if model.manifest.kind == "vae":
+        return {"images": decode(model, encoded["mean"], labels), "latents": encoded["mean"]}
+    return {"images": decode_codes(model, encoded["codes"]), "codes": encoded["codes"]}
 
 
 def sample(
@@ -112,21 +149,27 @@ def sample(
     codes: np.ndarray | None = None,
     mask: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Ancestral samples from the prior; with `codes` and `mask`, only masked positions are drawn."""
-    if "prior" not in model.sessions:
-        raise InvalidInputError(f"model {model.id} has no prior to sample from")
+    """Ancestral samples from the prior; with `codes` and `mask`, only masked positions are drawn.
+    A VAE draws z ~ N(0, temperature^2 I), sample i from seed + i."""
     if temperature <= 0 or not np.isfinite(temperature):
         raise InvalidInputError("temperature must be a positive number")
-    grid = tuple(model.manifest.latent_shape[1:])
+    if model.manifest.kind == "vae":
+        if top_k is not None or codes is not None or mask is not None:
+            raise InvalidInputError("top_k, codes and mask apply to VQ-VAE code grids; a VAE samples z ~ N(0, I)")
+        size = model.manifest.latent_shape[0]
+        z = temperature * np.stack([np.random.default_rng(seed + i).standard_normal(size) for i in range(n)])
+        z = z.astype(np.float32)
+        return {"images": decode(model, z, labels), "latents": z}
     label_array = check_labels(model, labels, n)
+    if "prior" not in model.sessions:
+        raise InvalidInputError(f"model {model.id} has no prior to sample from")
+    grid = tuple(model.manifest.latent_shape[1:])
     start, where = completion_grid(model, n, grid, codes, mask)
-
     if cached := cached_prior(model):
         sampled = sample_codes_cached(cached, start, where, seed, temperature, top_k, label_array)
     else:
-        sampled = sample_codes(
-            graph_call(model, "prior", "codes", "labels"), start, where, seed, temperature, top_k, label_array
-        )
+        prior = graph_call(model, "prior", "codes", "labels")
+        sampled = sample_codes(prior, start, where, seed, temperature, top_k, label_array)
     return {"images": decode_codes(model, sampled), "codes": sampled}
 
 
@@ -191,26 +234,81 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 
 def interpolate(
-    model: LoadedModel, start: np.ndarray, end: np.ndarray, steps: int, method: str, quantize: bool
+    model: LoadedModel,
+    start: np.ndarray,
+    end: np.ndarray,
+    steps: int,
+    method: str,
+    quantize: bool | None = None,
+    labels: list[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """`steps` points from start to end latent (each (D, h, w)), decoded; optionally snapped to codes."""
+    """`steps` points from the start to the end latent, decoded. A VQ-VAE snaps each point to its
+    nearest codes unless quantize is false; a VAE has nothing to snap to."""
     blend = {"linear": lerp, "slerp": slerp}[method]
     latents = np.stack([blend(start, end, t) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
-    if quantize:
+    if model.manifest.kind == "vae":
+        if quantize:
+            raise InvalidInputError("quantize applies to VQ-VAE models; a VAE's latent is continuous")
+        return {"images": decode(model, latents, labels), "latents": latents}
+    if quantize is None or quantize:
         codes = nearest_codes(model, latents)
         return {"images": decode_codes(model, codes), "latents": latents, "codes": codes}
-    return {"images": decode(model, latents), "latents": latents}
+    return {"images": decode(model, latents, labels), "latents": latents}
 
 
 def endpoint_latent(
     model: LoadedModel, image: np.ndarray | None, codes: np.ndarray | None, latent: np.ndarray | None
 ) -> np.ndarray:
-    """One interpolation endpoint, given as exactly one of an image, a code grid or a latent."""
+    """One endpoint, given as exactly one of an image (-> z_e, or the VAE's posterior mean), a code grid or a latent."""
     given = [x is not None for x in (image, codes, latent)]
     if sum(given) != 1:
         raise InvalidInputError("each endpoint takes exactly one of image, codes or latent")
     if image is not None:
-        return encode(model, image[None])["z_e"][0]
+        encoded = encode(model, image[None])
+        return encoded["mean" if model.manifest.kind == "vae" else "z_e"][0]
     if codes is not None:
+        require_kind(model, "vqvae", "a codes endpoint")
         return lookup(model, check_codes(model, np.asarray(codes)[None]))[0]
     return check_latents(model, np.asarray(latent)[None])[0]
+
+
+def traverse(
+    model: LoadedModel,
+    latent: np.ndarray,
+    dimension: int,
+    low: float,
+    high: float,
+    steps: int,
+    labels: list[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Decode `latent` with one dimension swept from low to high, the others held: how beta-VAE
+    disentanglement is shown (Higgins et al. 2017)."""
+    require_kind(model, "vae", "traverse")
+    size = model.manifest.latent_shape[0]
+    if not 0 <= dimension < size:
+        raise InvalidInputError(f"dimension must lie in [0, {size})")
+    latents = np.repeat(check_latents(model, latent[None]), steps, axis=0)
+    latents[:, dimension] = np.linspace(low, high, steps)
+    return {"images": decode(model, latents, labels), "latents": latents}
+
+
+def inpaint(
+    model: LoadedModel,
+    image: np.ndarray,
+    missing: np.ndarray,
+    iterations: int,
+    seed: int,
+    labels: list[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Fill the missing pixels by iterating encode -> sample z -> decode, keeping the observed pixels
+    (Rezende et al. 2014, section 6: a Markov chain whose stationary distribution is p(x_missing | x_observed))."""
+    require_kind(model, "vae", "inpaint")
+    current = check_images(model, image[None]).copy()
+    if missing.shape != current.shape[2:] or missing.dtype != bool:
+        raise InvalidInputError(f"mask must be booleans of shape {list(current.shape[2:])} (true = missing)")
+    current[..., missing] = 0.5  # an uninformative start
+    for step in range(iterations):
+        encoded = encode(model, current)
+        z = posterior_sample(encoded["mean"], encoded["logvar"], seed + step)
+        current[..., missing] = decode(model, z, labels)[..., missing]
+    return {"images": current, "latents": encode(model, current)["mean"]}

@@ -57,7 +57,9 @@ class Manifest(Strict):
     num_codes: int | None = Field(None, ge=1)  # K, vqvae only
     code_dim: int | None = Field(None, ge=1)  # D, vqvae only
     prior: PriorSpec | None = None
-    graphs: dict[str, GraphSpec]  # encoder, decoder, prior
+    likelihood: Literal["bernoulli", "gaussian"] | None = None  # vae: what the decoder's pixels are
+    decoder_labels: int = Field(0, ge=0)  # vae: the decoder also takes a class label in [0, decoder_labels)
+    graphs: dict[str, GraphSpec]  # encoder, decoder (+ prior, prior_row, prior_position for a vqvae)
     files: dict[str, str]  # every file of the package but the manifest -> sha256 hex digest
     opset: int = Field(ge=17)
     training: Provenance
@@ -77,6 +79,8 @@ class Manifest(Strict):
                 raise ValueError("a vqvae manifest needs num_codes and code_dim")
             if "codebook.npy" not in self.files:
                 raise ValueError("a vqvae package needs codebook.npy")
+        elif self.likelihood is None or len(self.latent_shape) != 1:
+            raise ValueError("a vae manifest needs its likelihood and a latent_shape of (Z,)")
         return self
 
 

@@ -27,11 +27,15 @@ class ImagesIn(Body):
         return self
 
 
+Latents = list[list[float]] | list[list[list[list[float]]]]  # VAE (N, Z) or VQ-VAE (N, D, h, w)
+Latent = list[float] | list[list[list[float]]]  # one of them
+Labels = list[int] | None
+
+
 class DecodeIn(Body):
-    codes: list[Grid] | None = Field(None, description="(N, h, w) code grids", min_length=1)
-    latents: list[list[list[list[float]]]] | None = Field(
-        None, description="(N, D, h, w) continuous latents z_q", min_length=1
-    )
+    codes: list[Grid] | None = Field(None, description="VQ-VAE: (N, h, w) code grids", min_length=1)
+    latents: Latents | None = Field(None, description="VAE: (N, Z); VQ-VAE: (N, D, h, w) continuous z_q", min_length=1)
+    labels: Labels = Field(None, description="class-conditional VAE: one label, or one per latent")
 
     @model_validator(mode="after")
     def _one_source(self) -> "DecodeIn":
@@ -54,8 +58,8 @@ class SampleIn(Body):
 
 class Endpoint(Body):
     image: str | None = Field(None, description="base64 PNG or JPEG")
-    codes: Grid | None = None
-    latent: list[list[list[float]]] | None = Field(None, description="(D, h, w) continuous latent")
+    codes: Grid | None = Field(None, description="VQ-VAE code grid (h, w)")
+    latent: Latent | None = Field(None, description="VAE z (Z,) or VQ-VAE z (D, h, w)")
 
 
 class InterpolateIn(Body):
@@ -63,7 +67,30 @@ class InterpolateIn(Body):
     end: Endpoint
     steps: int = Field(8, ge=2)
     method: Literal["linear", "slerp"] = "linear"
-    quantize: bool = Field(True, description="snap each step to the nearest codes before decoding")
+    quantize: bool | None = Field(None, description="VQ-VAE: snap each step to its nearest codes (default true)")
+    labels: Labels = Field(None, description="class-conditional VAE: the class to draw every step as")
+
+
+class TraverseIn(Body):
+    """One latent dimension swept over [low, high], the others held (Higgins et al. 2017)."""
+
+    image: str | None = Field(None, description="base64 PNG or JPEG; its posterior mean is the starting z")
+    latent: list[float] | None = Field(None, description="the starting z (Z,)")
+    dimension: int = Field(ge=0)
+    low: float = Field(-3.0, allow_inf_nan=False)
+    high: float = Field(3.0, allow_inf_nan=False)
+    steps: int = Field(9, ge=2)
+    labels: Labels = None
+
+
+class InpaintIn(Body):
+    """Fill the masked pixels of an image from the model (Rezende et al. 2014)."""
+
+    image: str = Field(description="base64 PNG or JPEG")
+    mask: list[list[bool]] = Field(description="(H, W), true where pixels are missing")
+    iterations: int = Field(50, ge=1)
+    seed: int | None = Field(None, ge=0, lt=2**62)
+    labels: Labels = None
 
 
 class ModelRef(BaseModel):
@@ -73,8 +100,11 @@ class ModelRef(BaseModel):
 
 
 class EncodeOut(ModelRef):
-    codes: list[Grid]
-    z_e: list | None = None
+    codes: list[Grid] | None = Field(None, description="VQ-VAE")
+    z_e: list | None = Field(None, description="VQ-VAE, with include=z_e")
+    mean: list[list[float]] | None = Field(None, description="VAE posterior mean")
+    logvar: list[list[float]] | None = Field(None, description="VAE posterior log-variance")
+    z: list[list[float]] | None = Field(None, description="VAE posterior sample, with include=sample")
 
 
 class ImagesOut(ModelRef):

@@ -9,18 +9,22 @@ from pathlib import Path
 import pytest
 
 from training.evaluate import EvaluateOptions, evaluate_vqvae
-from training.export import ExportOptions, export_vqvae
+from training.export import ExportOptions, export_vae, export_vqvae
 from training.models.classifier import ClassifierConfig
 from training.models.pixelcnn import PixelCNNConfig
+from training.models.vae import VAEConfig
 from training.models.vq_vae import VQVAEConfig
 from training.run import RunOptions
 from training.train import train_vqvae
 from training.train_classifier import train_classifier
 from training.train_prior import PriorOptions, train_prior
+from training.train_vae import VAEOptions, train_vae
 
 DATA = "synthetic:240"
 TINY_VQVAE = VQVAEConfig(hidden=16, residual_hidden=8, residual_blocks=1, num_codes=16, code_dim=4)
 TINY_PRIOR = PixelCNNConfig(channels=8, layers=3, kernel=3, head_hidden=16)
+TINY_VAE = VAEConfig(latent_dim=2, hidden=32)
+TINY_CVAE = VAEConfig(architecture="conv", likelihood="gaussian", latent_dim=3, channels=4)
 
 
 def run_options(out: Path, epochs: int = 2) -> RunOptions:
@@ -37,6 +41,9 @@ class TinyPipeline:
     models: Path  # the exported_models folder
     package: Path  # models/tiny-vqvae/1, class-conditional prior
     unconditional_package: Path  # models/tiny-uncond/1
+    vae: Path  # an MLP VAE with a 2-D latent
+    vae_package: Path  # models/tiny-vae/1
+    cvae_package: Path  # models/tiny-cvae/1: a conv VAE with a class-conditional decoder, Gaussian pixels
 
 
 @pytest.fixture(scope="session")
@@ -78,4 +85,22 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
             vqvae=str(vqvae), prior=str(unconditional), evaluation="", data=DATA, out=str(models), id="tiny-uncond"
         )
     )
-    return TinyPipeline(root, vqvae, prior, classifier, evaluation, models, package, unconditional_package)
+    vae = train_vae(run_options(root / "vae"), VAEOptions(), TINY_VAE)
+    cvae = train_vae(run_options(root / "cvae"), VAEOptions(conditional=True), TINY_CVAE)
+    vae_package, cvae_package = (
+        export_vae(ExportOptions(vae=str(path), evaluation="", data=DATA, out=str(models), id=name))
+        for path, name in ((vae, "tiny-vae"), (cvae, "tiny-cvae"))
+    )
+    return TinyPipeline(
+        root,
+        vqvae,
+        prior,
+        classifier,
+        evaluation,
+        models,
+        package,
+        unconditional_package,
+        vae,
+        vae_package,
+        cvae_package,
+    )

@@ -13,7 +13,8 @@ import sys
 
 from training.cli import add_options, build
 from training.evaluate import EvaluateOptions, evaluate_vqvae
-from training.export import ExportOptions, export_vqvae
+from training.evaluate_vae import evaluate_vae
+from training.export import ExportOptions, export_vae, export_vqvae
 from training.models.classifier import ClassifierConfig
 from training.models.pixelcnn import PixelCNNConfig
 from training.models.vae import VAEConfig
@@ -77,13 +78,17 @@ def classifier_command(argv: list[str]) -> None:
 
 
 def evaluate_command(argv: list[str]) -> None:
-    args = parse("evaluate", "Measure a VQ-VAE and its prior on the test split.", argv, EvaluateOptions)
-    print(json.dumps(evaluate_vqvae(build(EvaluateOptions, args)), indent=2))
+    args = parse(
+        "evaluate", "Measure a VQ-VAE and its prior, or a VAE (--vae), on the test split.", argv, EvaluateOptions
+    )
+    options = build(EvaluateOptions, args)
+    print(json.dumps(evaluate_vae(options) if options.vae else evaluate_vqvae(options), indent=2))
 
 
 def export_command(argv: list[str]) -> None:
     args = parse("export", "Write the ONNX model package, checked against torch.", argv, ExportOptions)
-    print(export_vqvae(build(ExportOptions, args)))
+    options = build(ExportOptions, args)
+    print(export_vae(options) if options.vae else export_vqvae(options))
 
 
 COMMANDS = {

@@ -91,6 +91,8 @@ class EvaluateOptions:
     prior: str = "runs/prior/best.pt"
     classifier: str = "training/weights/mnist-classifier.pt"
     samples: int = 1000  # prior samples scored by the classifier
+    vae: str = ""  # evaluate this VAE checkpoint instead of a VQ-VAE and its prior
+    importance_samples: int = 5000  # k for the VAE's importance-sampled NLL
     temperature: float = 1.0
     seed: int = 0
     device: str = "auto"

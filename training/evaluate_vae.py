@@ -7,14 +7,21 @@
 - Posterior collapse: KL per latent dimension and active units, Cov_x(E_q[z_u | x]) > 0.01 (Burda et al.).
 """
 
+import json
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from training.data import ImageSet
+from training.checkpoint import load_model
+from training.data import ImageSet, load_dataset
 from training.models.vae import VAE, DiagonalGaussian, standard_normal_log_prob
+from training.run import pick_device
+
+if TYPE_CHECKING:
+    from training.evaluate import EvaluateOptions
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 COLLAPSED_KL = 0.01  # nats: a dimension with less KL than this carries (almost) no information
@@ -146,3 +153,37 @@ def importance_sampled_nll(
 def bits_per_dimension(nll_nats: float, dimensions: int) -> float:
     """NLL of dequantized [0, 1] data -> bits per dimension on the 0..255 scale (density / 256 per dimension)."""
     return (nll_nats + dimensions * math.log(256)) / (dimensions * math.log(2))
+
+
+NLL_METHOD = (
+    "`python -m training evaluate --vae` on the {images} test images, {data}; NLL: importance sampling with "
+    "k = {k} samples per image from q(z|x) (Burda et al. 2015); ELBO, KL and active units (Cov_x E[z_u|x] > 0.01) "
+    "from one posterior sample per image"
+)
+
+
+def evaluate_vae(options: "EvaluateOptions") -> dict:
+    """Test-split NLL, ELBO, KL and active units; written to `options.out` as JSON and returned."""
+    device = pick_device(options.device)
+    model: VAE = load_model(options.vae, "vae", device)
+    splits = load_dataset(options.data, model.config.image_size, model.config.image_channels, seed=options.seed)
+    test = fixed_evaluation_set(model, splits.test, seed=options.seed)
+    statistics = vae_statistics(model, test, device)
+    metrics = statistics.as_metrics() | {"nll": importance_sampled_nll(model, test, device, options.importance_samples)}
+    described = (
+        "binarized once with a fixed seed" if model.config.likelihood == "bernoulli" else "uniformly dequantized"
+    )
+    if model.config.likelihood == "gaussian":
+        metrics["bits_per_dim"] = bits_per_dimension(metrics["nll"], model.config.pixels)
+    report = {
+        "split": "test",
+        "images": len(test),
+        "metrics": metrics,
+        "kl_per_dimension": statistics.kl_per_dimension,
+        "method": NLL_METHOD.format(images=len(test), data=described, k=options.importance_samples),
+        "vae": options.vae,
+        "data": splits.name,
+    }
+    Path(options.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(options.out).write_text(json.dumps(report, indent=2))
+    return report

@@ -1,10 +1,12 @@
-"""Export a trained VQ-VAE and its prior as a model package (`python -m training export ...`).
+"""Export a trained model as a model package (`python -m training export ...`).
 
-Writes encoder.onnx, decoder.onnx, prior.onnx, codebook.npy, samples.png and manifest.json to
-`<out>/<id>/<version>/`, after checking every graph against torch with onnxruntime. The package
-appears atomically: it is assembled in a hidden folder and renamed into place.
+A VQ-VAE and its prior become encoder.onnx, decoder.onnx, prior.onnx (+ the Fast PixelCNN step graphs),
+codebook.npy and samples.png; a VAE (`--vae`) becomes encoder.onnx, decoder.onnx, samples.png (and
+manifold.png for a 2-D latent). Every graph is checked against torch with onnxruntime; manifest.json
+describes the package. It appears atomically: assembled in a hidden folder, then renamed into place.
 """
 
+import io
 import json
 import shutil
 import subprocess
@@ -24,6 +26,7 @@ from training.checkpoint import load_checkpoint, load_model
 from training.data import load_dataset
 from training.models.pixelcnn import PixelCNN
 from training.models.pixelcnn_steps import LAYER_MAJOR, PixelCNNPositionStep, PixelCNNRowStep, example_inputs
+from training.models.vae import VAE
 from training.models.vq_vae import VQVAE
 
 PARITY_TOLERANCE = 1e-4
@@ -37,6 +40,7 @@ class ParityError(RuntimeError):
 class ExportOptions:
     vqvae: str = "runs/vqvae/best.pt"
     prior: str = "runs/prior/best.pt"
+    vae: str = ""  # export this VAE checkpoint instead of a VQ-VAE and its prior
     evaluation: str = "runs/evaluation.json"  # the report of `python -m training evaluate`; "" for none
     data: str = "../shared/data/mnist.npz"  # its validation images drive the parity check
     out: str = "exported_models"
@@ -65,6 +69,25 @@ class DecoderGraph(nn.Module):
 
     def forward(self, z_q: torch.Tensor) -> torch.Tensor:
         return self.vqvae.decode(z_q)
+
+
+class VAEEncoderGraph(nn.Module):
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        posterior = self.vae.encode(image)
+        return posterior.mean, posterior.logvar
+
+
+class VAEDecoderGraph(nn.Module):
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.vae.decode(z, labels)
 
 
 class PriorGraph(nn.Module):
@@ -162,18 +185,35 @@ def samples_picture(vqvae: VQVAE, prior: PixelCNN, images: torch.Tensor, seed: i
     return png_bytes(tile(torch.cat(rows).numpy(), 8))
 
 
-def export_vqvae(options: ExportOptions) -> Path:
-    vqvae_state, prior_state = load_checkpoint(options.vqvae), load_checkpoint(options.prior)
-    vqvae: VQVAE = load_model(options.vqvae, "vqvae")
-    prior: PixelCNN = load_model(options.prior, "prior")
-    if (prior.config.num_codes, prior.config.grid_size) != (vqvae.config.num_codes, vqvae.config.grid_size):
-        raise ValueError(f"{options.prior} models a different code grid than {options.vqvae}")
-    config = vqvae.config
-    images = load_dataset(options.data, config.image_size, config.image_channels, seed=options.seed).val.images[:256]
-    image_shape = (config.image_channels, config.image_size, config.image_size)
-    if tuple(images.shape[1:]) != image_shape:
-        raise ValueError(f"{options.data} holds {tuple(images.shape[1:])} images; the model takes {image_shape}")
+Graphs = dict[str, tuple[nn.Module, dict[str, torch.Tensor], list[str]]]  # name -> (module, example inputs, outputs)
 
+
+def provenance(states: dict[str, dict], options: ExportOptions) -> Provenance:
+    """Where the package came from: data, seed, epochs and time per training stage, hardware, commit."""
+    first = next(iter(states.values()))
+    return Provenance(
+        dataset=first.get("data", "unknown"),
+        seed=first["options"]["seed"],
+        epochs={stage: state["epoch"] for stage, state in states.items()},
+        seconds={stage: state.get("seconds", 0.0) for stage, state in states.items()},
+        hardware=options.hardware,
+        commit=git_commit(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def validation_images(options: ExportOptions, image_shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to 256 validation images and their labels: the inputs of the parity check and of samples.png."""
+    val = load_dataset(options.data, image_shape[1], image_shape[0], seed=options.seed).val
+    if tuple(val.images.shape[1:]) != image_shape:
+        raise ValueError(f"{options.data} holds {tuple(val.images.shape[1:])} images; the model takes {image_shape}")
+    return val.images[:256], val.labels[:256]
+
+
+def write_package(options: ExportOptions, graphs: Graphs, extra_files: dict[str, bytes], **manifest: object) -> Path:
+    """Exports and checks every graph, writes the other files and the manifest, then renames the
+    assembled folder into place as the next version (or --version), which must not exist yet."""
+    evaluation = json.loads(Path(options.evaluation).read_text()) if options.evaluation else {}
     model_folder = Path(options.out) / options.id
     version = options.version or next_version(model_folder)
     final = model_folder / str(version)
@@ -182,7 +222,60 @@ def export_vqvae(options: ExportOptions) -> Path:
     staging = model_folder / f".{version}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    try:
+        assemble(staging, options, graphs, extra_files, evaluation, version, manifest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed export leaves nothing behind
+        raise
+    staging.rename(final)
+    return final
 
+
+def assemble(
+    staging: Path,
+    options: ExportOptions,
+    graphs: Graphs,
+    extra_files: dict,
+    evaluation: dict,
+    version: int,
+    manifest: dict,
+) -> None:
+    specs, parity = {}, {}
+    for name, (module, inputs, outputs) in graphs.items():
+        path = staging / f"{name}.onnx"
+        specs[name] = export_graph(module, inputs, outputs, path, options)
+        parity.update({f"{name}.{k}": v for k, v in max_differences(module, path, inputs, outputs).items()})
+    for name, data in extra_files.items():
+        (staging / name).write_bytes(data)
+    written = Manifest(
+        id=options.id,
+        version=version,
+        description=options.description,
+        graphs=specs,
+        files={p.name: sha256_file(p) for p in sorted(staging.iterdir())},
+        opset=options.opset,
+        metrics=evaluation.get("metrics", {}),
+        evaluation=evaluation.get("method", ""),
+        parity=parity,
+        **manifest,
+    )
+    (staging / MANIFEST_FILE).write_text(written.model_dump_json(indent=2))
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def export_vqvae(options: ExportOptions) -> Path:
+    vqvae: VQVAE = load_model(options.vqvae, "vqvae")
+    prior: PixelCNN = load_model(options.prior, "prior")
+    if (prior.config.num_codes, prior.config.grid_size) != (vqvae.config.num_codes, vqvae.config.grid_size):
+        raise ValueError(f"{options.prior} models a different code grid than {options.vqvae}")
+    config = vqvae.config
+    image_shape = (config.image_channels, config.image_size, config.image_size)
+    images, _ = validation_images(options, image_shape)
     with torch.no_grad():
         codes = vqvae.encode(images)[1]
         z_q = vqvae.quantizer.lookup(codes)
@@ -198,41 +291,67 @@ def export_vqvae(options: ExportOptions) -> Path:
         "prior_row": (PixelCNNRowStep(prior), row_inputs, ["v_row", "out_v_row"]),
         "prior_position": (PixelCNNPositionStep(prior), position_inputs, ["logits", "h_here"]),
     }
-    specs, parity = {}, {}
-    for name, (module, inputs, outputs) in graphs.items():
-        path = staging / f"{name}.onnx"
-        specs[name] = export_graph(module, inputs, outputs, path, options)
-        parity.update({f"{name}.{k}": v for k, v in max_differences(module, path, inputs, outputs).items()})
-    np.save(staging / "codebook.npy", vqvae.quantizer.codebook.numpy().astype(np.float32))
-    (staging / "samples.png").write_bytes(samples_picture(vqvae, prior, images, options.seed))
-
-    evaluation = json.loads(Path(options.evaluation).read_text()) if options.evaluation else {}
-    manifest = Manifest(
-        id=options.id,
-        version=version,
+    files = {
+        "codebook.npy": npy_bytes(vqvae.quantizer.codebook.numpy().astype(np.float32)),
+        "samples.png": samples_picture(vqvae, prior, images, options.seed),
+    }
+    return write_package(
+        options,
+        graphs,
+        files,
         kind="vqvae",
-        description=options.description,
         image_shape=image_shape,
         latent_shape=[config.code_dim, config.grid_size, config.grid_size],
         num_codes=config.num_codes,
         code_dim=config.code_dim,
         prior=PriorSpec(conditional=prior.config.num_classes > 0, num_classes=prior.config.num_classes),
-        graphs=specs,
-        files={p.name: sha256_file(p) for p in sorted(staging.iterdir())},
-        opset=options.opset,
-        training=Provenance(
-            dataset=vqvae_state.get("data", "unknown"),
-            seed=vqvae_state["options"]["seed"],
-            epochs={"vqvae": vqvae_state["epoch"], "prior": prior_state["epoch"]},
-            seconds={"vqvae": vqvae_state.get("seconds", 0.0), "prior": prior_state.get("seconds", 0.0)},
-            hardware=options.hardware,
-            commit=git_commit(),
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        training=provenance(
+            {"vqvae": load_checkpoint(options.vqvae), "prior": load_checkpoint(options.prior)}, options
         ),
-        metrics=evaluation.get("metrics", {}),
-        evaluation=evaluation.get("method", ""),
-        parity=parity,
     )
-    (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
-    staging.rename(final)
-    return final
+
+
+def vae_pictures(vae: VAE, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict[str, bytes]:
+    """samples.png: two rows of validation images over their reconstructions (decoded posterior means), then
+    four rows of draws from N(0, I); for a 2-D latent also manifold.png, the decoded grid of Gaussian quantiles."""
+    n = vae.config.num_classes
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        reconstructions = vae.decode(vae.encode(images[:16]).mean, labels[:16] if n else None)
+        z = torch.randn(32, vae.config.latent_dim, generator=generator)
+        samples = vae.decode(z, torch.arange(32) % n if n else None)
+    rows = [images[:8], reconstructions[:8], images[8:16], reconstructions[8:16], samples]
+    pictures = {"samples.png": png_bytes(tile(torch.cat(rows).numpy(), 8))}
+    if vae.config.latent_dim == 2:
+        # Kingma & Welling's figure 4: a unit-square grid pushed through the Gaussian's inverse CDF.
+        quantiles = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, 20))
+        z = torch.stack(torch.meshgrid(quantiles, quantiles.flip(0), indexing="xy"), -1).reshape(-1, 2)
+        with torch.no_grad():
+            grid = vae.decode(z, torch.zeros(len(z), dtype=torch.long) if n else None)
+        pictures["manifold.png"] = png_bytes(tile(grid.numpy(), 20, padding=0))
+    return pictures
+
+
+def export_vae(options: ExportOptions) -> Path:
+    vae: VAE = load_model(options.vae, "vae")
+    config = vae.config
+    image_shape = (config.image_channels, config.image_size, config.image_size)
+    images, labels = validation_images(options, image_shape)
+    with torch.no_grad():
+        z = vae.encode(images).mean
+    decoder_inputs = {"z": z} | ({"labels": labels.clamp(0, config.num_classes - 1)} if config.num_classes else {})
+    graphs = {
+        "encoder": (VAEEncoderGraph(vae), {"image": images}, ["mean", "logvar"]),
+        "decoder": (VAEDecoderGraph(vae), decoder_inputs, ["image"]),
+    }
+    return write_package(
+        options,
+        graphs,
+        vae_pictures(vae, images, labels, options.seed),
+        kind="vae",
+        image_shape=image_shape,
+        latent_shape=[config.latent_dim],
+        likelihood=config.likelihood,
+        decoder_labels=config.num_classes,
+        training=provenance({"vae": load_checkpoint(options.vae)}, options),
+    )

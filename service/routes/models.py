@@ -13,10 +13,11 @@ from starlette.concurrency import run_in_threadpool
 
 from service import inference
 from service.deps import ModelDep, RegistryDep, SettingsDep
-from service.errors import UnsupportedMediaTypeError
+from service.errors import InvalidInputError, UnsupportedMediaTypeError
 from service.registry import LoadedModel
 from service.routes.payloads import (
     ImageFormat,
+    as_array,
     base64_image,
     check_count,
     images_response,
@@ -24,7 +25,18 @@ from service.routes.payloads import (
     model_fields,
     read_images,
 )
-from service.schemas import DecodeIn, EncodeOut, Endpoint, ErrorOut, ImagesIn, ImagesOut, InterpolateIn, SampleIn
+from service.schemas import (
+    DecodeIn,
+    EncodeOut,
+    Endpoint,
+    ErrorOut,
+    ImagesIn,
+    ImagesOut,
+    InpaintIn,
+    InterpolateIn,
+    SampleIn,
+    TraverseIn,
+)
 
 
 def require_json(request: Request) -> None:
@@ -63,19 +75,36 @@ def get_model(model: ModelDep, registry: RegistryDep) -> dict:
     return describe(model, registry)
 
 
+SeedQuery = Annotated[int | None, Query(ge=0, lt=2**62, description="include=sample: image i uses seed + i")]
+LabelsQuery = Annotated[list[int] | None, Query(description="class-conditional VAE: the class of each image")]
+
+
 @router.post("/{model_id}/encode", response_model=EncodeOut, openapi_extra=json_body_schema(ImagesIn, multipart=True))
 async def encode(
     request: Request,
     model: ModelDep,
     settings: SettingsDep,
     include: Annotated[
-        Literal["z_e"] | None, Query(description="z_e: also return the continuous encoder output")
+        Literal["z_e", "sample"] | None, Query(description="z_e: VQ-VAE encoder output; sample: a VAE posterior draw z")
     ] = None,
+    seed: SeedQuery = None,
 ) -> JSONResponse:
-    """Images -> code grids (N, h, w), and z_e (N, D, h, w) on request."""
+    """Images -> VQ-VAE code grids (N, h, w) (+ z_e); VAE posterior mean and logvar (N, Z) (+ a sample z)."""
+    kind = model.manifest.kind
+    if include is not None and include != {"vqvae": "z_e", "vae": "sample"}[kind]:
+        raise InvalidInputError(f"include={include} does not apply to a {kind} model")
     with model.expecting("encoder"):
         images = await read_images(request, model, settings)
         result = await run_in_threadpool(inference.encode, model, images)
+    if kind == "vae":
+        body = {**model_fields(model), "mean": result["mean"].tolist(), "logvar": result["logvar"].tolist()}
+        if include == "sample":
+            draw_seed = seed if seed is not None else secrets.randbelow(2**31)
+            body |= {
+                "z": inference.posterior_sample(result["mean"], result["logvar"], draw_seed).tolist(),
+                "seed": draw_seed,
+            }
+        return JSONResponse(body)
     body = {**model_fields(model), "codes": result["codes"].tolist()}
     if include == "z_e":
         body["z_e"] = result["z_e"].tolist()
@@ -86,27 +115,34 @@ async def encode(
     "/{model_id}/reconstruct", responses=IMAGE_RESPONSES, openapi_extra=json_body_schema(ImagesIn, multipart=True)
 )
 async def reconstruct(
-    request: Request, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
+    request: Request,
+    model: ModelDep,
+    settings: SettingsDep,
+    labels: LabelsQuery = None,
+    image_format: FormatQuery = "png",
 ) -> Response:
-    """Encode, then decode: images -> their reconstructions and codes."""
+    """Encode, then decode: images -> their reconstructions and codes (VQ-VAE) or latents (VAE)."""
     with model.expecting("encoder"):
         images = await read_images(request, model, settings)
-        result = await run_in_threadpool(inference.reconstruct, model, images)
-    return images_response(request, model, result["images"], image_format, codes=result["codes"])
+        result = await run_in_threadpool(inference.reconstruct, model, images, labels)
+    return images_response(request, model, result.pop("images"), image_format, **result)
 
 
 @json_router.post("/{model_id}/decode", responses=IMAGE_RESPONSES)
 async def decode(
     request: Request, body: DecodeIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
 ) -> Response:
-    """Code grids (N, h, w) or continuous latents (N, D, h, w) -> images."""
+    """VQ-VAE code grids (N, h, w), or continuous latents -> images. A class-conditional VAE takes
+    `labels` too: one z decoded as every class is an analogy (Kingma et al. 2014)."""
     given = body.codes if body.codes is not None else body.latents
     check_count("items", len(given), settings.MAX_IMAGES)
     with model.expecting("decoder"):
         if body.codes is not None:
-            images = await run_in_threadpool(inference.decode_codes, model, np.asarray(body.codes))
+            inference.require_kind(model, "vqvae", "decoding codes")
+            images = await run_in_threadpool(inference.decode_codes, model, as_array(body.codes, "codes"))
         else:
-            images = await run_in_threadpool(inference.decode, model, np.asarray(body.latents, dtype=np.float32))
+            latents = as_array(body.latents, "latents", np.float32)
+            images = await run_in_threadpool(inference.decode, model, latents, body.labels)
     return images_response(request, model, images, image_format)
 
 
@@ -114,33 +150,66 @@ async def decode(
 async def sample(
     request: Request, body: SampleIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
 ) -> Response:
-    """Ancestral samples from the prior; with codes and mask, completes a partial code grid."""
+    """Samples from the prior: the PixelCNN over codes (with codes and mask, completes a partial
+    grid), or N(0, I) for a VAE."""
     check_count("samples", body.n, settings.MAX_SAMPLES)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    codes = None if body.codes is None else np.asarray(body.codes)
-    mask = None if body.mask is None else np.asarray(body.mask, dtype=bool)
+    codes = as_array(body.codes, "codes")
+    mask = as_array(body.mask, "mask", bool)
     result = await run_in_threadpool(
         inference.sample, model, body.n, seed, body.temperature, body.top_k, body.labels, codes, mask
     )
-    return images_response(request, model, result["images"], image_format, codes=result["codes"], seed=seed)
+    return images_response(request, model, result.pop("images"), image_format, seed=seed, **result)
 
 
-async def endpoint_latent(model: LoadedModel, endpoint: Endpoint) -> np.ndarray:
+async def endpoint_latent(model: LoadedModel, endpoint: Endpoint | TraverseIn) -> np.ndarray:
     image = None if endpoint.image is None else base64_image(endpoint.image, model)
-    latent = None if endpoint.latent is None else np.asarray(endpoint.latent, dtype=np.float32)
-    return await run_in_threadpool(inference.endpoint_latent, model, image, endpoint.codes, latent)
+    latent = as_array(endpoint.latent, "latent", np.float32)
+    codes = as_array(getattr(endpoint, "codes", None), "codes")  # a traversal starts from an image or z only
+    return await run_in_threadpool(inference.endpoint_latent, model, image, codes, latent)
 
 
 @json_router.post("/{model_id}/interpolate", responses=IMAGE_RESPONSES)
 async def interpolate(
     request: Request, body: InterpolateIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
 ) -> Response:
-    """Decoded points on a line (or great circle) between two latents, optionally re-quantized."""
+    """Decoded points on a line (or great circle) between two latents; a VQ-VAE re-quantizes each."""
     check_count("steps", body.steps, settings.MAX_STEPS)
     start, end = await endpoint_latent(model, body.start), await endpoint_latent(model, body.end)
-    result = await run_in_threadpool(inference.interpolate, model, start, end, body.steps, body.method, body.quantize)
+    result = await run_in_threadpool(
+        inference.interpolate, model, start, end, body.steps, body.method, body.quantize, body.labels
+    )
     images = result.pop("images")
     return images_response(request, model, images, image_format, columns=len(images), **result)
+
+
+@json_router.post("/{model_id}/traverse", responses=IMAGE_RESPONSES)
+async def traverse(
+    request: Request, body: TraverseIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
+) -> Response:
+    """VAE: one latent dimension swept from low to high around a z (or an image's posterior mean)."""
+    check_count("steps", body.steps, settings.MAX_STEPS)
+    inference.require_kind(model, "vae", "traverse")
+    z = await endpoint_latent(model, body)
+    result = await run_in_threadpool(
+        inference.traverse, model, z, body.dimension, body.low, body.high, body.steps, body.labels
+    )
+    images = result.pop("images")
+    return images_response(request, model, images, image_format, columns=len(images), **result)
+
+
+@json_router.post("/{model_id}/inpaint", responses=IMAGE_RESPONSES)
+async def inpaint(
+    request: Request, body: InpaintIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
+) -> Response:
+    """VAE: fill the masked pixels by iterating encode -> sample -> decode on them only."""
+    check_count("iterations", body.iterations, settings.MAX_ITERATIONS)
+    inference.require_kind(model, "vae", "inpaint")
+    image = base64_image(body.image, model)
+    seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+    missing = as_array(body.mask, "mask", bool)
+    result = await run_in_threadpool(inference.inpaint, model, image, missing, body.iterations, seed, body.labels)
+    return images_response(request, model, result.pop("images"), image_format, seed=seed, **result)
 
 
 router.include_router(json_router)

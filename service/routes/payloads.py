@@ -25,6 +25,16 @@ def check_count(what: str, count: int, limit: int) -> None:
         raise InvalidInputError(f"{count} {what} exceed the limit of {limit} per request")
 
 
+def as_array(data: Any, what: str, dtype: type | None = None) -> np.ndarray | None:
+    """Nested JSON lists -> an array; ragged lists are the client's mistake (422), not ours."""
+    if data is None:
+        return None
+    try:
+        return np.asarray(data, dtype=dtype)
+    except (ValueError, OverflowError):
+        raise InvalidInputError(f"{what} must be rectangular: every row the same length") from None
+
+
 def base64_image(text: str, model: LoadedModel) -> np.ndarray:
     try:
         data = base64.b64decode(text.split(",", 1)[-1] if text.startswith("data:") else text, validate=True)
@@ -65,10 +75,7 @@ async def read_images(request: Request, model: LoadedModel, settings: Settings) 
             check_count("images", len(body.images), settings.MAX_IMAGES)
             return np.stack([base64_image(text, model) for text in body.images])
         check_count("images", len(body.arrays), settings.MAX_IMAGES)
-        try:
-            return np.asarray(body.arrays, dtype=np.float32)
-        except ValueError:
-            raise InvalidInputError("arrays must be rectangular: every image the same shape") from None
+        return as_array(body.arrays, "arrays", np.float32)
     raise UnsupportedMediaTypeError("send images as multipart/form-data (field 'images') or application/json")
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from service import inference
 from service.deps import RegistryDep, SettingsDep
 from service.errors import InvalidInputError, NotFoundError
 from service.manifest import GraphSpec, TensorSpec
@@ -103,12 +104,12 @@ def check_values(model: LoadedModel, specs: dict[str, TensorSpec], feeds: dict[s
             raise InvalidInputError(f"input {name}: batch size must be 1..{max_rows}")
         if array.dtype == np.float32 and not np.isfinite(array).all():
             raise InvalidInputError(f"input {name} holds NaN or Inf")
-    codes, prior = model.manifest.num_codes, model.manifest.prior
+    codes = model.manifest.num_codes or 0
     bounds = {
         "codes": codes,
         "codes_above": codes + 1,  # the cached-sampling steps read the code K as "outside the grid"
         "codes_left": codes + 1,
-        "labels": prior.num_classes if prior else None,
+        "labels": inference.label_classes(model),
     }
     for name, bound in bounds.items():
         if name in feeds and bound and (feeds[name].min() < 0 or feeds[name].max() >= bound):

@@ -20,10 +20,8 @@ def error_code(response) -> str:
 def test_health_and_metrics(client: TestClient) -> None:
     assert client.get("/health/live").json() == {"status": "live"}
     ready = client.get("/health/ready")
-    assert ready.status_code == 200 and ready.json()["models"] == {
-        f"{CONDITIONAL}/1": "CPUExecutionProvider",
-        f"{UNCONDITIONAL}/1": "CPUExecutionProvider",
-    }
+    models = [CONDITIONAL, UNCONDITIONAL, "tiny-vae", "tiny-cvae"]
+    assert ready.status_code == 200 and ready.json()["models"] == {f"{m}/1": "CPUExecutionProvider" for m in models}
     client.post(f"/v1/models/{UNCONDITIONAL}/encode", files=[("images", digit_png())])
     metrics = client.get("/metrics").text
     assert 'latentgen_requests_total{method="POST",route="/v1/models/{model_id}/encode",status="200"}' in metrics
@@ -33,7 +31,7 @@ def test_health_and_metrics(client: TestClient) -> None:
 
 def test_models_are_listed_and_described(client: TestClient) -> None:
     listed = client.get("/v1/models").json()
-    assert [m["model"] for m in listed["models"]] == sorted([CONDITIONAL, UNCONDITIONAL])
+    assert [m["model"] for m in listed["models"]] == sorted([CONDITIONAL, UNCONDITIONAL, "tiny-vae", "tiny-cvae"])
     described = client.get(f"/v1/models/{UNCONDITIONAL}", params={"version": 1}).json()
     assert described["provider"] == "CPUExecutionProvider" and described["versions"] == [1]
     assert described["manifest"]["num_codes"] == 16 and described["manifest"]["prior"]["conditional"] is False
@@ -288,3 +286,24 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     for operation in ("encode", "decode", "sample", "interpolate", "reconstruct"):
         assert f"/v1/models/{{model_id}}/{operation}" in paths
     assert "multipart/form-data" in paths["/v1/models/{model_id}/encode"]["post"]["requestBody"]["content"]
+
+
+def test_v2_json_inference_on_every_kind_of_graph(client: TestClient) -> None:
+    def infer(name: str, inputs: list[dict]) -> dict:
+        response = client.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
+        assert response.status_code == 200, response.text
+        return {t["name"]: np.array(t["data"]).reshape(t["shape"]) for t in response.json()["outputs"]}
+
+    z = {"name": "z", "shape": [2, 3], "datatype": "FP32", "data": [0.1] * 6}
+    labels = {"name": "labels", "shape": [2], "datatype": "INT64", "data": [1, 8]}
+    assert infer("tiny-cvae.decoder", [z, labels])["image"].shape == (2, 1, 28, 28)
+    image = {"name": "image", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.5] * 784}
+    assert set(infer("tiny-vae.encoder", [image])) == {"mean", "logvar"}
+    bad = client.post("/v2/models/tiny-cvae.decoder/infer", json={"inputs": [z, labels | {"data": [1, 10]}]})
+    assert bad.status_code == 422 and "[0, 10)" in bad.json()["error"]
+    nan = client.post(
+        "/v2/models/tiny-vae.decoder/infer",
+        content=json.dumps({"inputs": [z | {"shape": [3, 2], "data": [float("nan")] * 6}]}),
+        headers={"content-type": "application/json"},
+    )
+    assert nan.status_code == 422 and "NaN" in nan.json()["error"]

@@ -145,3 +145,26 @@ def test_command_line_trains_and_reports(tmp_path: Path, capsys: pytest.CaptureF
     with pytest.raises(SystemExit) as exit_info:
         main(["no-such-command"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("name", ["tiny-vae", "tiny-cvae"])
+def test_vae_packages_match_the_contract_and_torch(tiny_pipeline: TinyPipeline, name: str) -> None:
+    package = tiny_pipeline.models / name / "1"
+    manifest = read_manifest(package)
+    conditional = name == "tiny-cvae"
+    assert manifest.kind == "vae" and manifest.decoder_labels == (10 if conditional else 0)
+    assert manifest.likelihood == ("gaussian" if conditional else "bernoulli")
+    assert ("manifold.png" in manifest.files) == (manifest.latent_shape == [2])
+    assert all(value <= PARITY_TOLERANCE for value in manifest.parity.values())
+    vae = load_model(tiny_pipeline.root / ("cvae" if conditional else "vae") / "best.pt", "vae")
+    images = torch.rand(3, 1, 28, 28)
+    mean, logvar = session(package, "encoder").run(None, {"image": images.numpy()})
+    posterior = vae.encode(images)
+    np.testing.assert_allclose(mean, posterior.mean.detach().numpy(), atol=PARITY_TOLERANCE)
+    np.testing.assert_allclose(logvar, posterior.logvar.detach().numpy(), atol=PARITY_TOLERANCE)
+    labels = np.array([1, 5, 9])
+    feeds = {"z": mean} | ({"labels": labels} if conditional else {})
+    (decoded,) = session(package, "decoder").run(None, feeds)
+    expected = vae.decode(torch.from_numpy(mean), torch.from_numpy(labels) if conditional else None).detach().numpy()
+    assert decoded.shape == (3, 1, 28, 28) and decoded.min() >= 0 and decoded.max() <= 1
+    np.testing.assert_allclose(decoded, expected, atol=PARITY_TOLERANCE)
