@@ -47,7 +47,7 @@ class ExportOptions:
     id: str = "mnist-vqvae"
     version: int = 0  # 0: one above the newest existing version
     opset: int = 17
-    dynamo: bool = False  # torch.onnx's dynamo exporter; the legacy one folds the PixelCNN masks
+    dynamo: bool = False  # torch.onnx's dynamo exporter (with --opset 18); the legacy one folds the PixelCNN masks
     hardware: str = "unknown"  # what the model was trained on, for the manifest
     description: str = ""
     seed: int = 0
@@ -213,6 +213,8 @@ def validation_images(options: ExportOptions, image_shape: tuple[int, int, int])
 def write_package(options: ExportOptions, graphs: Graphs, extra_files: dict[str, bytes], **manifest: object) -> Path:
     """Exports and checks every graph, writes the other files and the manifest, then renames the
     assembled folder into place as the next version (or --version), which must not exist yet."""
+    if options.dynamo and options.opset < 18:
+        raise ValueError("the dynamo exporter writes opset-18 operators (Split with num_outputs): pass --opset 18")
     evaluation = json.loads(Path(options.evaluation).read_text()) if options.evaluation else {}
     model_folder = Path(options.out) / options.id
     version = options.version or next_version(model_folder)

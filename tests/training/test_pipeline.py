@@ -14,7 +14,15 @@ from tests.conftest import DATA, TINY_VQVAE, TinyPipeline, run_options
 from training.__main__ import main
 from training.checkpoint import load_checkpoint, load_model
 from training.evaluate import reconstruction_metrics
-from training.export import PARITY_TOLERANCE, DecoderGraph, ExportOptions, ParityError, export_vqvae, max_differences
+from training.export import (
+    PARITY_TOLERANCE,
+    DecoderGraph,
+    ExportOptions,
+    ParityError,
+    export_vae,
+    export_vqvae,
+    max_differences,
+)
 from training.train import train_vqvae
 
 
@@ -168,3 +176,14 @@ def test_vae_packages_match_the_contract_and_torch(tiny_pipeline: TinyPipeline, 
     expected = vae.decode(torch.from_numpy(mean), torch.from_numpy(labels) if conditional else None).detach().numpy()
     assert decoded.shape == (3, 1, 28, 28) and decoded.min() >= 0 and decoded.max() <= 1
     np.testing.assert_allclose(decoded, expected, atol=PARITY_TOLERANCE)
+
+
+def test_the_dynamo_exporter_writes_an_equivalent_package(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
+    options = ExportOptions(
+        vae=str(tiny_pipeline.vae), evaluation="", data=DATA, out=str(tmp_path), id="d", dynamo=True
+    )
+    with pytest.raises(ValueError, match="--opset 18"):
+        export_vae(options)
+    options.opset = 18
+    manifest = read_manifest(export_vae(options))
+    assert manifest.opset == 18 and all(value <= PARITY_TOLERANCE for value in manifest.parity.values())
