@@ -67,7 +67,7 @@ class RequestContext:
     def limit_body(self, headers: dict[str, str], receive: Receive) -> Receive:
         limit = self.settings.MAX_BODY_BYTES
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLargeError(self.too_large_message())
         received = 0
 

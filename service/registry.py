@@ -163,7 +163,10 @@ class Registry:
                 self._load_one(folder)
 
     def _load_one(self, folder: Path) -> None:
-        model_id, version = folder.parent.name, int(folder.name) if folder.name.isdigit() else None
+        model_id, version = (
+            folder.parent.name,
+            int(folder.name) if folder.name.isascii() and folder.name.isdigit() else None,
+        )
         try:
             if version is None:
                 raise ValueError(f"{folder.name!r} is not a numeric version folder")

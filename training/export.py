@@ -171,7 +171,7 @@ def git_commit() -> str:
 
 
 def next_version(model_folder: Path) -> int:
-    versions = [int(p.name) for p in model_folder.glob("*") if p.is_dir() and p.name.isdigit()]
+    versions = [int(p.name) for p in model_folder.glob("*") if p.is_dir() and p.name.isascii() and p.name.isdigit()]
     return max(versions, default=0) + 1
 
 

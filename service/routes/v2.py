@@ -27,7 +27,7 @@ BINARY_HEADER = "inference-header-content-length"
 
 def resolve(registry: Registry, name: str, version: str | None) -> tuple[LoadedModel, str]:
     model_id, _, graph = name.rpartition(".")
-    if version is not None and not version.isdigit():
+    if version is not None and not (version.isascii() and version.isdigit()):
         raise NotFoundError(f"version {version!r} is not a number")
     model = registry.get(model_id, int(version) if version else None) if model_id else None
     if model is None or graph not in model.manifest.graphs:
@@ -160,8 +160,8 @@ async def infer(
     """Run one graph on JSON (or binary) tensors."""
     model, graph = resolve(registry, name, version)
     raw = await request.body()
-    header_length = request.headers.get(BINARY_HEADER)
-    split = int(header_length) if header_length and header_length.isdigit() else len(raw)
+    header_length = request.headers.get(BINARY_HEADER, "")
+    split = int(header_length) if header_length.isascii() and header_length.isdigit() else len(raw)
     if split > len(raw):
         raise InvalidInputError(f"{BINARY_HEADER} is larger than the body")
     parsed: InferRequest = parse_json(InferRequest, raw[:split])

@@ -307,3 +307,14 @@ def test_v2_json_inference_on_every_kind_of_graph(client: TestClient) -> None:
         headers={"content-type": "application/json"},
     )
     assert nan.status_code == 422 and "NaN" in nan.json()["error"]
+
+
+def test_non_ascii_digits_are_not_numbers(client: TestClient) -> None:
+    """'²'.isdigit() is true but int('²') fails: versions and lengths must be ASCII digits."""
+    assert client.get("/v2/models/tiny-vae.encoder/versions/²").status_code == 404
+    response = client.post(
+        "/v2/models/tiny-vae.encoder/infer",
+        content=b"{}",
+        headers={"inference-header-content-length": "²".encode("latin-1")},
+    )
+    assert response.status_code == 422
