@@ -30,5 +30,5 @@ test: lint
 
 # Speed figures for the README (see bench/): the bundled model on this machine's CPU.
 bench: $(BIN)/.all-installed
-	$(BIN)/python bench/sampling.py
-	$(BIN)/python bench/serving.py
+	$(BIN)/python -m bench.sampling
+	$(BIN)/python -m bench.serving

@@ -1,7 +1,7 @@
 """How fast is ancestral sampling? Prints one full prior forward pass at batch N, the naive sampler
 (h*w full passes), the cached Fast PixelCNN sampler, and POST /sample end to end, all on onnxruntime.
 
-    python bench/sampling.py [--model mnist-vqvae] [--n 64] [--repeats 5]
+    python -m bench.sampling [--model mnist-vqvae] [--n 64] [--repeats 5]
 """
 
 import argparse

@@ -6,7 +6,7 @@ the server's CPU time per request (read from /proc for the server process only, 
 generator's share of the CPU does not count) minus the model's own CPU time per image at that
 batch size, measured in-process.
 
-    python bench/serving.py [--model mnist-vqvae] [--seconds 10] [--concurrency 1 4 16 64]
+    python -m bench.serving [--model mnist-vqvae] [--seconds 10] [--concurrency 1 4 16 64]
 """
 
 import argparse
@@ -14,10 +14,6 @@ import asyncio
 import io
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,29 +25,10 @@ from PIL import Image
 
 from service.config import Settings
 from service.registry import Registry
+from tests.server import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int) -> subprocess.Popen:
-    env = {**os.environ, "LOG_LEVEL": "warning"}
-    command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the server did not become ready")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -129,10 +106,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     args = parser.parse_args()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(port)
-    try:
+    with serving(capture=False, LOG_LEVEL="warning") as (url, server):
         description = httpx.get(f"{url}/v1/models/{args.model}").raise_for_status().json()
         grid = tuple(description["manifest"]["latent_shape"][1:])
         sends = requests_for(url, args.model, grid, description["manifest"]["prior"]["conditional"])
@@ -162,9 +136,6 @@ def main() -> None:
         print(f"server CPU time per request               {per_request * 1000:8.3f} ms")
         print(f"model CPU time per image at that batch    {per_image * 1000:8.3f} ms")
         print(f"server CPU per request minus model        {(per_request - per_image) * 1000:8.3f} ms")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

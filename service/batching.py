@@ -74,7 +74,8 @@ class Batcher:
         with self.condition:
             if self.closed:
                 raise OverloadedError("the service is shutting down")
-            if self.queued_rows + rows > self.max_queue:
+            # An empty queue admits any one request, so a request larger than the bound still runs alone.
+            if self.queued_rows and self.queued_rows + rows > self.max_queue:
                 raise OverloadedError(f"the inference queue is full ({self.queued_rows} rows waiting); retry shortly")
             self.queue.append(pending)
             self.queued_rows += rows

@@ -37,6 +37,10 @@ class ModelUnavailableError(ServiceError):
     status, code = 503, "model_unavailable"
 
 
+class ClientDisconnectedError(ServiceError):
+    status, code = 499, "client_closed_request"  # nginx's code: nobody is left to read the answer
+
+
 class OverloadedError(ServiceError):
     status, code = 503, "overloaded"
     headers = {"Retry-After": "1"}

@@ -11,7 +11,7 @@ import numpy as np
 
 from service.errors import InvalidInputError
 from service.registry import LoadedModel
-from service.sampling import CachedPrior, sample_codes, sample_codes_cached
+from service.sampling import CachedPrior, StopFn, sample_codes, sample_codes_cached
 
 
 def check_images(model: LoadedModel, images: np.ndarray) -> np.ndarray:
@@ -148,6 +148,7 @@ def sample(
     labels: list[int] | None = None,
     codes: np.ndarray | None = None,
     mask: np.ndarray | None = None,
+    should_stop: StopFn | None = None,
 ) -> dict[str, np.ndarray]:
     """Ancestral samples from the prior; with `codes` and `mask`, only masked positions are drawn.
     A VAE draws z ~ N(0, temperature^2 I), sample i from seed + i."""
@@ -166,10 +167,10 @@ def sample(
     grid = tuple(model.manifest.latent_shape[1:])
     start, where = completion_grid(model, n, grid, codes, mask)
     if cached := cached_prior(model):
-        sampled = sample_codes_cached(cached, start, where, seed, temperature, top_k, label_array)
+        sampled = sample_codes_cached(cached, start, where, seed, temperature, top_k, label_array, should_stop)
     else:
         prior = graph_call(model, "prior", "codes", "labels")
-        sampled = sample_codes(prior, start, where, seed, temperature, top_k, label_array)
+        sampled = sample_codes(prior, start, where, seed, temperature, top_k, label_array, should_stop)
     return {"images": decode_codes(model, sampled), "codes": sampled}
 
 

@@ -10,8 +10,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.errors import ClientDisconnectedError
+
 # (codes (N, h, w) int64, labels (N,) int64 or None) -> logits (N, K, h, w)
 PriorFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+StopFn = Callable[[], bool]
+
+
+def check(should_stop: StopFn | None) -> None:
+    if should_stop is not None and should_stop():
+        raise ClientDisconnectedError("the client went away; sampling stopped")
 
 
 def sample_streams(seed: int, n: int) -> list[np.random.Generator]:
@@ -52,8 +60,10 @@ def sample_codes(
     temperature: float = 1.0,
     top_k: int | None = None,
     labels: np.ndarray | None = None,
+    should_stop: StopFn | None = None,
 ) -> np.ndarray:
-    """Fills the positions where `mask` (N, h, w) is True, in raster order; returns the grids."""
+    """Fills the positions where `mask` (N, h, w) is True, in raster order; returns the grids.
+    `should_stop` is asked before every step; when it says yes, ClientDisconnectedError ends the work."""
     codes = codes.astype(np.int64, copy=True)
     streams = sample_streams(seed, len(codes))
     h, w = codes.shape[1:]
@@ -62,11 +72,9 @@ def sample_codes(
             rows = mask[:, i, j]
             if not rows.any():
                 continue
+            check(should_stop)
             logits = prior(codes, labels)[rows, :, i, j]
-            # Only the rows that sample here consume a draw, so each stream is independent of the others.
-            codes[rows, i, j] = draw(
-                probabilities(logits, temperature, top_k), [streams[r] for r in np.flatnonzero(rows)]
-            )
+            codes[rows, i, j] = draw_rows(logits, rows, streams, temperature, top_k)
     return codes
 
 
@@ -103,6 +111,7 @@ def sample_codes_cached(
     temperature: float = 1.0,
     top_k: int | None = None,
     labels: np.ndarray | None = None,
+    should_stop: StopFn | None = None,
 ) -> np.ndarray:
     """The same draws as sample_codes (same seeds, same codes), at the cost of about one forward pass."""
     codes = codes.astype(np.int64, copy=True)
@@ -115,6 +124,7 @@ def sample_codes_cached(
         v_row, out_v_row = prior.row(codes_above, window(vertical, 3, i - prior.half, i, 0.0), labels)
         vertical[:, :, :, i] = out_v_row
         for j in range(w):
+            check(should_stop)
             codes_left = window(codes[:, i], 1, j - prior.half, j, prior.num_codes)
             h_left = window(horizontal[:, :, :, i], 3, j - prior.half, j, 0.0)
             logits, h_here = prior.position(codes_left, h_left, np.ascontiguousarray(v_row[..., j]), labels)

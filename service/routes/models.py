@@ -3,7 +3,11 @@
 Handlers validate the request, call the inference layer in a worker thread, and shape the reply.
 """
 
+import asyncio
 import secrets
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 import numpy as np
@@ -48,7 +52,7 @@ ERRORS = {status: {"model": ErrorOut} for status in (401, 404, 413, 415, 422, 50
 IMAGE_RESPONSES = {200: {"model": ImagesOut, "content": {"image/png": {}}}, **ERRORS}
 FormatQuery = Annotated[ImageFormat, Query(alias="format", description="png: base64 PNGs; array: raw pixels")]
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERRORS)
-json_router = APIRouter(dependencies=[Depends(require_json)])  # included below, under the same prefix
+JSON_ONLY = [Depends(require_json)]  # routes whose body is JSON answer 415 to anything else
 
 
 def describe(model: LoadedModel, registry: RegistryDep) -> dict:
@@ -128,7 +132,7 @@ async def reconstruct(
     return images_response(request, model, result.pop("images"), image_format, **result)
 
 
-@json_router.post("/{model_id}/decode", responses=IMAGE_RESPONSES)
+@router.post("/{model_id}/decode", responses=IMAGE_RESPONSES, dependencies=JSON_ONLY)
 async def decode(
     request: Request, body: DecodeIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
 ) -> Response:
@@ -146,7 +150,25 @@ async def decode(
     return images_response(request, model, images, image_format)
 
 
-@json_router.post("/{model_id}/sample", responses=IMAGE_RESPONSES)
+@asynccontextmanager
+async def until_disconnect(request: Request) -> AsyncIterator[Callable[[], bool]]:
+    """A should_stop for long work: true once the client has hung up (its body is read by then, so
+    the next ASGI message can only be the disconnect)."""
+    gone = threading.Event()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield gone.is_set
+    finally:
+        watcher.cancel()
+
+
+@router.post("/{model_id}/sample", responses=IMAGE_RESPONSES, dependencies=JSON_ONLY)
 async def sample(
     request: Request, body: SampleIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
 ) -> Response:
@@ -156,9 +178,10 @@ async def sample(
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     codes = as_array(body.codes, "codes")
     mask = as_array(body.mask, "mask", bool)
-    result = await run_in_threadpool(
-        inference.sample, model, body.n, seed, body.temperature, body.top_k, body.labels, codes, mask
-    )
+    async with until_disconnect(request) as gone:
+        result = await run_in_threadpool(
+            inference.sample, model, body.n, seed, body.temperature, body.top_k, body.labels, codes, mask, gone
+        )
     return images_response(request, model, result.pop("images"), image_format, seed=seed, **result)
 
 
@@ -169,7 +192,7 @@ async def endpoint_latent(model: LoadedModel, endpoint: Endpoint | TraverseIn) -
     return await run_in_threadpool(inference.endpoint_latent, model, image, codes, latent)
 
 
-@json_router.post("/{model_id}/interpolate", responses=IMAGE_RESPONSES)
+@router.post("/{model_id}/interpolate", responses=IMAGE_RESPONSES, dependencies=JSON_ONLY)
 async def interpolate(
     request: Request, body: InterpolateIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
 ) -> Response:
@@ -183,7 +206,7 @@ async def interpolate(
     return images_response(request, model, images, image_format, columns=len(images), **result)
 
 
-@json_router.post("/{model_id}/traverse", responses=IMAGE_RESPONSES)
+@router.post("/{model_id}/traverse", responses=IMAGE_RESPONSES, dependencies=JSON_ONLY)
 async def traverse(
     request: Request, body: TraverseIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
 ) -> Response:
@@ -198,7 +221,7 @@ async def traverse(
     return images_response(request, model, images, image_format, columns=len(images), **result)
 
 
-@json_router.post("/{model_id}/inpaint", responses=IMAGE_RESPONSES)
+@router.post("/{model_id}/inpaint", responses=IMAGE_RESPONSES, dependencies=JSON_ONLY)
 async def inpaint(
     request: Request, body: InpaintIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
 ) -> Response:
@@ -210,6 +233,3 @@ async def inpaint(
     missing = as_array(body.mask, "mask", bool)
     result = await run_in_threadpool(inference.inpaint, model, image, missing, body.iterations, seed, body.labels)
     return images_response(request, model, result.pop("images"), image_format, seed=seed, **result)
-
-
-router.include_router(json_router)

@@ -6,13 +6,13 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tests.conftest import TinyPipeline
+from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -119,12 +119,6 @@ def test_dockerignore_keeps_environments_data_and_checkpoints_out() -> None:
     assert {".venv", "data", "runs", "**/*.pt", "**/*.ckpt", ".env", ".git"} <= set(patterns)
     needed = ("pyproject.toml", "service", "training", "exported_models")
     assert not [p for p in patterns if p.strip("/*") in needed]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_healthcheck(command: list[str], env: dict[str, str]) -> int:

@@ -1,14 +1,9 @@
 """The real thing: `python -m service` under uvicorn on a free loopback port, driven by httpx and
 by the standard Open Inference Protocol client (tritonclient)."""
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,51 +12,14 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import TinyPipeline
+from tests.server import serving
 from tests.service.conftest import UNCONDITIONAL, digit_png
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()}")
-        try:
-            if httpx.get(url + "/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("server did not become ready")
 
 
 @pytest.fixture(scope="module")
 def server(tiny_pipeline: TinyPipeline) -> Iterator[tuple[str, subprocess.Popen]]:
-    port = free_port()
-    env = {**os.environ, "MODELS_DIR": str(tiny_pipeline.models), "INTRA_OP_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with serving(MODELS_DIR=tiny_pipeline.models, INTRA_OP_THREADS=1) as running:
+        yield running
 
 
 def test_v1_over_a_real_socket(server: tuple[str, subprocess.Popen]) -> None:
