@@ -8,11 +8,12 @@ from service.config import Settings
 from service.registry import LoadedModel, Registry
 
 
-def get_registry(request: Request) -> Registry:
+# Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a hop per request.
+async def get_registry(request: Request) -> Registry:
     return request.app.state.registry
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -20,7 +21,7 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_model(
+async def get_model(
     model_id: str,
     registry: RegistryDep,
     version: Annotated[int | None, Query(ge=1, description="newest when omitted")] = None,

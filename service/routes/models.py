@@ -43,7 +43,7 @@ from service.schemas import (
 )
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     if not request.headers.get("content-type", "").startswith("application/json"):
         raise UnsupportedMediaTypeError("send a JSON body (Content-Type: application/json)")
 
