@@ -3,10 +3,12 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -19,6 +21,7 @@ from service.routes.payloads import validation_message
 
 log = logging.getLogger("service")
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+STATIC = Path(__file__).parent / "static"  # the demo page: plain HTML and JavaScript, no build step
 
 
 def error_response(
@@ -47,9 +50,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(
-            500, "internal_error", "internal error; the request id in X-Request-ID finds it in the logs"
-        )
+        message = "internal error; the request id in X-Request-ID finds it in the logs"
+        return error_response(request, 500, "internal_error", message)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -75,5 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(v2.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def demo_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
     app.add_middleware(RequestContext, settings=settings)
     return app

@@ -9,6 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from service.config import Settings
+from service.main import create_app
 from tests.conftest import TinyPipeline
 from tests.service.conftest import CONDITIONAL, UNCONDITIONAL, b64, decode_png, digit_png, make_client, png
 
@@ -318,3 +320,16 @@ def test_non_ascii_digits_are_not_numbers(client: TestClient) -> None:
         headers={"inference-header-content-length": "²".encode("latin-1")},
     )
     assert response.status_code == 422
+
+
+def test_an_unexpected_error_is_a_json_500_with_the_request_id(tiny_pipeline: TinyPipeline) -> None:
+    app = create_app(Settings(MODELS_DIR=tiny_pipeline.models))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as broken:
+        response = broken.get("/boom", headers={"x-request-id": "find-me"})
+    assert response.status_code == 500 and error_code(response) == "internal_error"
+    assert "X-Request-ID" in response.json()["error"]["message"]

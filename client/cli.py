@@ -1,0 +1,189 @@
+"""`python -m client`: encode a folder to a codes file, decode it back, sample, interpolate, draw the tour.
+
+Every command talks to a running service (`--url`, default $LATENTGEN_URL or http://127.0.0.1:8000;
+`--api-key`, default $LATENTGEN_API_KEY).
+"""
+
+import argparse
+import os
+import random
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from client import images as pictures
+from client.api import DEFAULT_URL, Client
+from client.codes_file import CodesFile
+from client.errors import ServiceError
+from client.tour import draw_tour
+
+DEFAULT_MODEL = "mnist-vqvae"
+
+
+def batched(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def encode(client: Client, args: argparse.Namespace) -> None:
+    """Images under a folder -> codes.npy (VQ code grids, or VAE means) + codes.jsonl, resuming a previous run."""
+    store = CodesFile(args.out)
+    done = store.repair()
+    if done and done[0]["model"] != args.model:
+        sys.exit(f"error: {args.out} holds rows of model {done[0]['model']}; pick another --out")
+    # A resumed run keeps the version it started with, even if a newer one is being served now.
+    info = client.model(args.model, args.version or (done[0]["version"] if done else None))
+    seen = {entry["file"] for entry in done}
+    root = Path(args.folder)
+    todo = [path for path in pictures.image_files(root) if path.relative_to(root).as_posix() not in seen]
+    skipped = []
+    with tqdm(total=len(done) + len(todo), initial=len(done), unit="image", disable=args.quiet) as bar:
+        for batch in batched(todo, args.batch_size):
+            loaded, names = [], []
+            for path in batch:
+                try:
+                    loaded.append(pictures.load(path, info["manifest"]["image_shape"]))
+                    names.append(path.relative_to(root).as_posix())
+                except OSError as error:
+                    skipped.append(f"{path}: {error}")
+            if loaded:
+                result = client.encode(info["model"], loaded, version=info["version"])
+                rows = result.codes if info["kind"] == "vqvae" else result.mean
+                start = len(done)
+                entries = [
+                    {"row": start + i, "file": name, "model": info["model"], "version": info["version"]}
+                    for i, name in enumerate(names)
+                ]
+                store.append(rows, entries)
+                done += entries
+            bar.update(len(batch))
+    for line in skipped:
+        print(f"skipped (not an image): {line}", file=sys.stderr)
+    what = "code grids" if info["kind"] == "vqvae" else "posterior means"
+    print(f"{len(done)} {what} in {store.npy}, file names in {store.index}", file=sys.stderr)
+
+
+def decode(client: Client, args: argparse.Namespace) -> None:
+    """A codes file (or any .npy of codes or latents) -> one PNG per row, named after the index's files."""
+    rows = np.load(args.codes)
+    entries = CodesFile(args.codes).entries()[: len(rows)]
+    model = args.model or (entries[0]["model"] if entries else DEFAULT_MODEL)
+    version = args.version or (entries[0]["version"] if entries else None)
+    names = [Path(e["file"]).with_suffix(".png") for e in entries] or [Path(f"{i:06d}.png") for i in range(len(rows))]
+    out = Path(args.out)
+    written = 0
+    with tqdm(total=len(rows), unit="image", disable=args.quiet) as bar:
+        for start in range(0, len(rows), args.batch_size):
+            chunk = rows[start : start + args.batch_size]
+            given = {"codes": chunk} if np.issubdtype(chunk.dtype, np.integer) else {"latents": chunk}
+            result = client.decode(model, **given, labels=args.labels, version=version)
+            for name, image in zip(names[start:], result.images, strict=False):
+                (out / name).parent.mkdir(parents=True, exist_ok=True)
+                image.save(out / name)
+                written += 1
+            bar.update(len(chunk))
+    print(f"{written} images in {out}/", file=sys.stderr)
+
+
+def sample(client: Client, args: argparse.Namespace) -> None:
+    """n samples from the prior -> one PNG grid (the seed is printed, so the grid can be drawn again)."""
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    grid = client.sample(
+        args.model,
+        n=args.n,
+        seed=seed,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        labels=args.labels,
+        version=args.version,
+        grid=True,
+    )
+    pictures.scaled(grid, args.scale).save(args.out)
+    print(f"{args.n} samples (seed {seed}) in {args.out}", file=sys.stderr)
+
+
+def interpolate(client: Client, args: argparse.Namespace) -> None:
+    """Two image files -> the decoded path between them, as a PNG strip or a looping GIF."""
+    shape = client.model(args.model, args.version)["manifest"]["image_shape"]
+    start, end = (pictures.load(path, shape) for path in (args.start, args.end))
+    result = client.interpolate(
+        args.model, start, end, steps=args.steps, method=args.method, labels=args.labels, version=args.version
+    )
+    if Path(args.out).suffix.lower() == ".gif":
+        pictures.save_gif(result.images, args.out, scale=args.scale or 4)
+    else:
+        pictures.scaled(result.grid(columns=len(result.images)), args.scale or 1).save(args.out)
+    print(f"{len(result.images)} steps in {args.out}", file=sys.stderr)
+
+
+def tour(client: Client, args: argparse.Namespace) -> None:
+    for path in draw_tour(client, Path(args.out), args.vqvae, args.vae, scale=args.scale or 2):
+        print(path, file=sys.stderr)
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=os.environ.get("LATENTGEN_URL", DEFAULT_URL), help="the service")
+    common.add_argument("--api-key", default=os.environ.get("LATENTGEN_API_KEY"), help="sent as X-API-Key")
+    common.add_argument("--timeout", type=float, default=60, help="seconds per request")
+    common.add_argument("--version", type=int, help="model version (newest when omitted)")
+    common.add_argument("--quiet", action="store_true", help="no progress bar")
+    labels = argparse.ArgumentParser(add_help=False)
+    labels.add_argument("--labels", type=int, nargs="+", help="class labels for class-conditional models")
+
+    main = argparse.ArgumentParser("python -m client", description=__doc__.splitlines()[0])
+    commands = main.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("encode", parents=[common], help=encode.__doc__)
+    p.add_argument("folder", help="PNG/JPEG files under it, recursively (resized to the model's size if needed)")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--out", default="codes.npy", help="codes file; its index is the same name with .jsonl")
+    p.add_argument("--batch-size", type=int, default=64, help="images per request")
+    p.set_defaults(run=encode)
+
+    p = commands.add_parser("decode", parents=[common, labels], help=decode.__doc__)
+    p.add_argument("codes", help="a .npy of code grids (N, h, w) or latents (N, Z)")
+    p.add_argument("--model", help=f"default: the one in the codes file's index, else {DEFAULT_MODEL}")
+    p.add_argument("--out", default="decoded", help="folder for the PNGs")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(run=decode)
+
+    p = commands.add_parser("sample", parents=[common, labels], help=sample.__doc__)
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--scale", type=int, default=1, help="upscale the grid by this factor")
+    p.add_argument("--out", default="samples.png")
+    p.set_defaults(run=sample)
+
+    p = commands.add_parser("interpolate", parents=[common, labels], help=interpolate.__doc__)
+    p.add_argument("start")
+    p.add_argument("end")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--method", choices=["linear", "slerp"], default="linear")
+    p.add_argument("--scale", type=int, help="upscale by this factor (default 1 for PNG, 4 for GIF)")
+    p.add_argument("--out", default="interpolation.png", help=".png for a strip, .gif for an animation")
+    p.set_defaults(run=interpolate)
+
+    p = commands.add_parser("tour", parents=[common], help="the README's pictures: samples, interpolation, manifold")
+    p.add_argument("--vqvae", default=DEFAULT_MODEL)
+    p.add_argument("--vae", default="mnist-vae-2d", help="a VAE with a 2-D latent, for the manifold")
+    p.add_argument("--scale", type=int, help="upscale by this factor (default 2)")
+    p.add_argument("--out", default="docs/tour")
+    p.set_defaults(run=tour)
+    return main
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        with Client(args.url, api_key=args.api_key, timeout=args.timeout) as client:
+            args.run(client, args)
+    except ServiceError as error:
+        sys.exit(f"error: {error}")

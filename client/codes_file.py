@@ -1,0 +1,87 @@
+"""A codes file for downstream apps: `codes.npy` (one row per image) beside `codes.jsonl` (one line per row).
+
+Rows are appended batch by batch, so an interrupted `encode` keeps what it finished: the .npy
+header is rewritten in place after each batch (numpy leaves room in it for the first axis to
+grow), and on resume the two files are cut back to the rows both of them hold.
+"""
+
+import json
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from numpy.lib import format as npy
+
+
+class CodesFile:
+    def __init__(self, path: str | Path):
+        self.npy = Path(path)
+        self.index = self.npy.with_suffix(".jsonl")
+
+    def entries(self) -> list[dict]:
+        """The index lines written so far (a half-written last line is dropped)."""
+        if not self.index.exists():
+            return []
+        entries = []
+        for line in self.index.read_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+        return entries
+
+    @staticmethod
+    def header(f: BinaryIO) -> tuple[tuple[int, ...], np.dtype, int]:
+        """(shape, dtype, offset of the data) of an open .npy file."""
+        f.seek(0)
+        version = npy.read_magic(f)
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran_order, dtype = read(f)
+        if fortran_order:
+            raise ValueError("a Fortran-ordered .npy cannot be appended to")
+        return shape, dtype, f.tell()
+
+    @staticmethod
+    def write_header(f: BinaryIO, shape: tuple[int, ...], dtype: np.dtype, offset: int) -> None:
+        f.seek(0)
+        npy.write_array_header_1_0(f, {"descr": npy.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+        if f.tell() != offset:  # never expected: numpy pads the header for the first axis to grow
+            raise RuntimeError(f"the .npy header of {shape} no longer fits in place")
+
+    def repair(self) -> list[dict]:
+        """Cut the .npy and the index back to the rows both hold; returns the index entries kept."""
+        entries = self.entries()
+        if not self.npy.exists():
+            if entries:
+                raise ValueError(f"{self.index} exists without {self.npy}; remove it to start again")
+            return []
+        with open(self.npy, "r+b") as f:
+            shape, dtype, offset = self.header(f)
+            rows = min(shape[0], len(entries))
+            if rows < shape[0]:
+                f.truncate(offset + rows * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
+                self.write_header(f, (rows, *shape[1:]), dtype, offset)
+        if rows < len(entries):
+            entries = entries[:rows]
+        self.index.write_text("".join(json.dumps(e) + "\n" for e in entries))
+        return entries
+
+    def append(self, rows: np.ndarray, entries: list[dict]) -> None:
+        """Rows first, then their index lines: a crash in between leaves rows that repair() drops."""
+        rows = np.ascontiguousarray(rows)
+        if len(rows) != len(entries):
+            raise ValueError(f"{len(rows)} rows but {len(entries)} index entries")
+        if not self.npy.exists():
+            header = {"descr": npy.dtype_to_descr(rows.dtype), "fortran_order": False, "shape": (0, *rows.shape[1:])}
+            with open(self.npy, "wb") as f:
+                npy.write_array_header_1_0(f, header)
+        with open(self.npy, "r+b") as f:
+            shape, dtype, offset = self.header(f)
+            if dtype != rows.dtype or shape[1:] != rows.shape[1:]:
+                given = f"{rows.dtype} rows of {rows.shape[1:]}"
+                raise ValueError(f"{self.npy} holds {dtype} rows of {shape[1:]}; these are {given}")
+            f.seek(0, 2)
+            f.write(rows.tobytes())
+            self.write_header(f, (shape[0] + len(rows), *shape[1:]), dtype, offset)
+        with open(self.index, "a") as f:
+            f.write("".join(json.dumps(e) + "\n" for e in entries))

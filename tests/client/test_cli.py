@@ -1,0 +1,103 @@
+"""`python -m client`: encode a folder (resumably), decode it back, sample a grid, interpolate to a GIF."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from client.cli import main
+from client.codes_file import CodesFile
+from tests.client.conftest import digits
+from tests.server import ROOT
+
+
+def write_digits(folder, names: list[str], seed: int = 0) -> None:
+    for name, pixels in zip(names, digits(len(names), seed), strict=True):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((pixels * 255).astype(np.uint8)).save(folder / name)
+
+
+def test_encode_resumes_and_decode_names_the_files_back(url: str, tmp_path) -> None:
+    images, out = tmp_path / "images", tmp_path / "codes.npy"
+    write_digits(images, ["a.png", "b.png", "c/d.png"])
+    args = ["--url", url, "--model", "tiny-uncond", "--out", str(out), "--batch-size", "2", "--quiet"]
+    main(["encode", str(images), *args])
+    assert np.load(out).shape == (3, 7, 7)
+    write_digits(images, ["e.png", "f.png"], seed=1)  # new files: a second run encodes only these
+    (images / "notes.txt").write_text("not an image")
+    main(["encode", str(images), *args])
+    codes = np.load(out)
+    index = [json.loads(line) for line in out.with_suffix(".jsonl").read_text().splitlines()]
+    assert codes.shape == (5, 7, 7) and codes.dtype == np.int64
+    assert [e["file"] for e in index] == ["a.png", "b.png", "c/d.png", "e.png", "f.png"]
+    assert [e["row"] for e in index] == list(range(5)) and {e["model"] for e in index} == {"tiny-uncond"}
+
+    decoded = tmp_path / "decoded"
+    main(["decode", str(out), "--url", url, "--out", str(decoded), "--quiet"])
+    assert sorted(p.relative_to(decoded).as_posix() for p in decoded.rglob("*.png")) == [
+        "a.png",
+        "b.png",
+        "c/d.png",
+        "e.png",
+        "f.png",
+    ]
+    assert Image.open(decoded / "c/d.png").size == (28, 28)
+
+
+def test_a_vae_stores_posterior_means_and_resizes_other_images(url: str, tmp_path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (56, 56), "white").save(images / "big.jpg")
+    out = tmp_path / "means.npy"
+    main(["encode", str(images), "--url", url, "--model", "tiny-vae", "--out", str(out), "--quiet"])
+    means = np.load(out)
+    assert means.shape == (1, 2) and means.dtype == np.float32
+    main(["decode", str(out), "--url", url, "--out", str(tmp_path / "back"), "--quiet"])
+    assert (tmp_path / "back" / "big.png").exists()
+
+
+def test_an_interrupted_run_is_cut_back_to_what_both_files_hold(tmp_path) -> None:
+    store = CodesFile(tmp_path / "codes.npy")
+    store.append(np.arange(2 * 49).reshape(2, 7, 7), [{"row": 0, "file": "a"}, {"row": 1, "file": "b"}])
+    store.append(np.ones((1, 7, 7), np.int64), [{"row": 2, "file": "c"}])
+    assert np.load(store.npy).shape == (3, 7, 7)
+    lines = store.index.read_text().splitlines()
+    store.index.write_text("\n".join(lines[:2]) + '\n{"row": 2, "fi')  # the crash came mid-line
+    assert [e["file"] for e in store.repair()] == ["a", "b"]
+    assert np.array_equal(np.load(store.npy), np.arange(2 * 49).reshape(2, 7, 7))
+    with pytest.raises(ValueError, match="int64"):
+        store.append(np.zeros((1, 2), np.float32), [{"row": 2, "file": "c"}])
+
+
+def test_sample_and_interpolate_write_pictures(url: str, tmp_path) -> None:
+    grid = tmp_path / "grid.png"
+    main(["sample", "--url", url, "--model", "tiny-uncond", "--n", "9", "--seed", "0", "--out", str(grid)])
+    assert Image.open(grid).size == (3 * 30 + 2, 3 * 30 + 2)
+    main(["sample", "--url", url, "--model", "tiny-vqvae", "--n", "2", "--labels", "1", "--out", str(grid)])
+    write_digits(tmp_path, ["a.png", "b.png"])
+    a, b = str(tmp_path / "a.png"), str(tmp_path / "b.png")
+    interpolate = ["interpolate", a, b, "--url", url, "--model", "tiny-uncond", "--steps", "4", "--out"]
+    main([*interpolate, str(tmp_path / "s.png")])
+    assert Image.open(tmp_path / "s.png").size == (4 * 30 + 2, 32)
+    main([*interpolate, str(tmp_path / "s.gif")])
+    with Image.open(tmp_path / "s.gif") as gif:
+        # there and back (Pillow merges frames that repeat, as a tiny model's steps may), 4x upscaled
+        assert gif.format == "GIF" and 1 <= gif.n_frames <= 6 and gif.size == (112, 112) and gif.info["loop"] == 0
+
+
+def test_errors_exit_with_the_services_message(url: str, tmp_path) -> None:
+    out = str(tmp_path / "x.png")
+    command = [sys.executable, "-m", "client", "sample", "--url", url, "--model", "nothing", "--out", out]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 1 and "404 not_found" in result.stderr and "nothing" in result.stderr
+
+
+def test_the_tour_draws_the_readme_pictures(url: str, tmp_path) -> None:
+    main(["tour", "--url", url, "--vqvae", "tiny-uncond", "--vae", "tiny-vae", "--out", str(tmp_path)])
+    sizes = {name: Image.open(tmp_path / name).size for name in ("samples.png", "interpolation.png", "manifold.png")}
+    assert sizes["samples.png"] == (2 * (10 * 30 + 2), 2 * (8 * 30 + 2))
+    assert sizes["interpolation.png"] == (2 * (10 * 30 + 2), 2 * 6 * 32)
+    assert sizes["manifold.png"] == (2 * 20 * 28, 2 * 20 * 28)
