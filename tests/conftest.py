@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from training.evaluate import EvaluateOptions, evaluate_vqvae
-from training.export import ExportOptions, export_vae, export_vqvae
+from training.export import ExportOptions, export_vqvae
+from training.export_vae import export_vae
 from training.models.classifier import ClassifierConfig
 from training.models.pixelcnn import PixelCNNConfig
 from training.models.vae import VAEConfig

@@ -14,7 +14,8 @@ import sys
 from training.cli import add_options, build
 from training.evaluate import EvaluateOptions, evaluate_vqvae
 from training.evaluate_vae import evaluate_vae
-from training.export import ExportOptions, export_vae, export_vqvae
+from training.export import ExportOptions, export_vqvae
+from training.export_vae import export_vae
 from training.models.classifier import ClassifierConfig
 from training.models.pixelcnn import PixelCNNConfig
 from training.models.vae import VAEConfig

@@ -1,9 +1,9 @@
 """Export a trained model as a model package (`python -m training export ...`).
 
 A VQ-VAE and its prior become encoder.onnx, decoder.onnx, prior.onnx (+ the Fast PixelCNN step graphs),
-codebook.npy and samples.png; a VAE (`--vae`) becomes encoder.onnx, decoder.onnx, samples.png (and
-manifold.png for a 2-D latent). Every graph is checked against torch with onnxruntime; manifest.json
-describes the package. It appears atomically: assembled in a hidden folder, then renamed into place.
+codebook.npy and samples.png (a VAE: export_vae.py). Every graph is checked against torch with
+onnxruntime; manifest.json describes the package. It appears atomically: assembled in a hidden folder,
+then renamed into place.
 """
 
 import io
@@ -26,7 +26,6 @@ from training.checkpoint import load_checkpoint, load_model
 from training.data import load_dataset
 from training.models.pixelcnn import PixelCNN
 from training.models.pixelcnn_steps import LAYER_MAJOR, PixelCNNPositionStep, PixelCNNRowStep, example_inputs
-from training.models.vae import VAE
 from training.models.vq_vae import VQVAE
 
 PARITY_TOLERANCE = 1e-4
@@ -40,7 +39,7 @@ class ParityError(RuntimeError):
 class ExportOptions:
     vqvae: str = "runs/vqvae/best.pt"
     prior: str = "runs/prior/best.pt"
-    vae: str = ""  # export this VAE checkpoint instead of a VQ-VAE and its prior
+    vae: str = ""  # export this VAE checkpoint instead of a VQ-VAE and its prior (export_vae.py)
     evaluation: str = "runs/evaluation.json"  # the report of `python -m training evaluate`; "" for none
     data: str = "../shared/data/mnist.npz"  # its validation images drive the parity check
     out: str = "exported_models"
@@ -69,25 +68,6 @@ class DecoderGraph(nn.Module):
 
     def forward(self, z_q: torch.Tensor) -> torch.Tensor:
         return self.vqvae.decode(z_q)
-
-
-class VAEEncoderGraph(nn.Module):
-    def __init__(self, vae: VAE):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        posterior = self.vae.encode(image)
-        return posterior.mean, posterior.logvar
-
-
-class VAEDecoderGraph(nn.Module):
-    def __init__(self, vae: VAE):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.vae.decode(z, labels)
 
 
 class PriorGraph(nn.Module):
@@ -310,50 +290,4 @@ def export_vqvae(options: ExportOptions) -> Path:
         training=provenance(
             {"vqvae": load_checkpoint(options.vqvae), "prior": load_checkpoint(options.prior)}, options
         ),
-    )
-
-
-def vae_pictures(vae: VAE, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict[str, bytes]:
-    """samples.png: two rows of validation images over their reconstructions (decoded posterior means), then
-    four rows of draws from N(0, I); for a 2-D latent also manifold.png, the decoded grid of Gaussian quantiles."""
-    n = vae.config.num_classes
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        reconstructions = vae.decode(vae.encode(images[:16]).mean, labels[:16] if n else None)
-        z = torch.randn(32, vae.config.latent_dim, generator=generator)
-        samples = vae.decode(z, torch.arange(32) % n if n else None)
-    rows = [images[:8], reconstructions[:8], images[8:16], reconstructions[8:16], samples]
-    pictures = {"samples.png": png_bytes(tile(torch.cat(rows).numpy(), 8))}
-    if vae.config.latent_dim == 2:
-        # Kingma & Welling's figure 4: a unit-square grid pushed through the Gaussian's inverse CDF.
-        quantiles = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, 20))
-        z = torch.stack(torch.meshgrid(quantiles, quantiles.flip(0), indexing="xy"), -1).reshape(-1, 2)
-        with torch.no_grad():
-            grid = vae.decode(z, torch.zeros(len(z), dtype=torch.long) if n else None)
-        pictures["manifold.png"] = png_bytes(tile(grid.numpy(), 20, padding=0))
-    return pictures
-
-
-def export_vae(options: ExportOptions) -> Path:
-    vae: VAE = load_model(options.vae, "vae")
-    config = vae.config
-    image_shape = (config.image_channels, config.image_size, config.image_size)
-    images, labels = validation_images(options, image_shape)
-    with torch.no_grad():
-        z = vae.encode(images).mean
-    decoder_inputs = {"z": z} | ({"labels": labels.clamp(0, config.num_classes - 1)} if config.num_classes else {})
-    graphs = {
-        "encoder": (VAEEncoderGraph(vae), {"image": images}, ["mean", "logvar"]),
-        "decoder": (VAEDecoderGraph(vae), decoder_inputs, ["image"]),
-    }
-    return write_package(
-        options,
-        graphs,
-        vae_pictures(vae, images, labels, options.seed),
-        kind="vae",
-        image_shape=image_shape,
-        latent_shape=[config.latent_dim],
-        likelihood=config.likelihood,
-        decoder_labels=config.num_classes,
-        training=provenance({"vae": load_checkpoint(options.vae)}, options),
     )

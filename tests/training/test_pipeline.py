@@ -19,10 +19,10 @@ from training.export import (
     DecoderGraph,
     ExportOptions,
     ParityError,
-    export_vae,
     export_vqvae,
     max_differences,
 )
+from training.export_vae import export_vae
 from training.train import train_vqvae
 
 
