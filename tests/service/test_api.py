@@ -333,3 +333,15 @@ def test_an_unexpected_error_is_a_json_500_with_the_request_id(tiny_pipeline: Ti
         response = broken.get("/boom", headers={"x-request-id": "find-me"})
     assert response.status_code == 500 and error_code(response) == "internal_error"
     assert "X-Request-ID" in response.json()["error"]["message"]
+
+
+def test_require_gpu_fails_readiness_on_a_cpu_only_machine(tiny_pipeline: TinyPipeline) -> None:
+    with make_client(tiny_pipeline, REQUIRE_GPU=True) as strict:
+        ready = strict.get("/health/ready")
+        assert (
+            ready.status_code == 503
+            and ready.json()["status"] == "not_ready"
+            and "REQUIRE_GPU" in ready.json()["reason"]
+        )
+        assert strict.get("/v2/health/ready").status_code == 503
+        assert strict.get("/health/live").status_code == 200  # alive, just not ready
