@@ -105,12 +105,13 @@ def shown(browser, image_id: str) -> int:
 def test_draw_reconstruct_sample_interpolate_and_complete_in_chromium(
     browser, tiny_pipeline: TinyPipeline, tmp_path: Path
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     with serving(MODELS_DIR=tiny_pipeline.models, INTRA_OP_THREADS=1) as (url, _):
         browser.get(url + "/")
-        wait = WebDriverWait(browser, 60)
+        wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
         wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
         models = Select(browser.find_element(By.ID, "model"))
         assert models.first_selected_option.get_attribute("value") == UNCONDITIONAL  # needs no class label
@@ -118,7 +119,8 @@ def test_draw_reconstruct_sample_interpolate_and_complete_in_chromium(
         draw(browser, "canvas-a", [(-60, -90), (60, -90), (-10, 100)])  # a 7
         browser.find_element(By.ID, "reconstruct").click()
         wait.until(lambda b: shown(b, "reconstruction") == 28 and shown(b, "input-a") == 28)
-        cells = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#codes td")]
+        # Read in one script: the page may redraw the table (a stroke's end also reconstructs) between calls.
+        cells = browser.execute_script("return [...document.querySelectorAll('#codes td')].map(td => td.textContent)")
         assert len(cells) == 49 and all(0 <= int(c) < 16 for c in cells)
         wait.until(lambda b: shown(b, "samples") > 0)  # the page samples once on load
         browser.find_element(By.ID, "seed").clear()
@@ -132,7 +134,7 @@ def test_draw_reconstruct_sample_interpolate_and_complete_in_chromium(
         wait.until(lambda b: shown(b, "interpolation") == 8 * 30 + 2)
         browser.find_element(By.ID, "complete").click()
         wait.until(lambda b: shown(b, "completion") > 0)
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#masked td.masked")) == 3 * 7
+        assert browser.execute_script("return document.querySelectorAll('#masked td.masked').length") == 3 * 7
         screenshot = tmp_path / "demo-page.png"  # pytest keeps the last few tmp_path folders: look at it there
         browser.save_screenshot(str(screenshot))
         print(f"screenshot of the demo page: {screenshot}")
@@ -140,7 +142,7 @@ def test_draw_reconstruct_sample_interpolate_and_complete_in_chromium(
         models.select_by_value("tiny-vqvae")  # a class-conditional prior: the page sends a label
         wait.until(lambda b: "tiny-vqvae" in b.find_element(By.ID, "status").text)
         wait.until(lambda b: b.find_element(By.ID, "sample-status").text.startswith("done"))
-        errors = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".status.error")]
+        errors = browser.execute_script("return [...document.querySelectorAll('.status.error')].map(e => e.textContent)")
         assert errors == []
         loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert loaded and all(name.startswith(url) or name.startswith("blob:") for name in loaded)  # offline
