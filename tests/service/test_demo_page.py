@@ -101,6 +101,14 @@ def shown(browser, image_id: str) -> int:
     )
 
 
+def texts(browser, selector: str) -> list[str]:
+    """The text of every match, read in one script: the page may redraw a table between two WebDriver calls
+    (the end of a stroke and a click both reconstruct)."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)", selector
+    )
+
+
 @needs_chromium
 def test_draw_reconstruct_sample_interpolate_and_complete_in_chromium(
     browser, tiny_pipeline: TinyPipeline, tmp_path: Path
@@ -119,8 +127,7 @@ def test_draw_reconstruct_sample_interpolate_and_complete_in_chromium(
         draw(browser, "canvas-a", [(-60, -90), (60, -90), (-10, 100)])  # a 7
         browser.find_element(By.ID, "reconstruct").click()
         wait.until(lambda b: shown(b, "reconstruction") == 28 and shown(b, "input-a") == 28)
-        # Read in one script: the page may redraw the table (a stroke's end also reconstructs) between calls.
-        cells = browser.execute_script("return [...document.querySelectorAll('#codes td')].map(td => td.textContent)")
+        cells = texts(browser, "#codes td")
         assert len(cells) == 49 and all(0 <= int(c) < 16 for c in cells)
         wait.until(lambda b: shown(b, "samples") > 0)  # the page samples once on load
         browser.find_element(By.ID, "seed").clear()
@@ -142,7 +149,7 @@ def test_draw_reconstruct_sample_interpolate_and_complete_in_chromium(
         models.select_by_value("tiny-vqvae")  # a class-conditional prior: the page sends a label
         wait.until(lambda b: "tiny-vqvae" in b.find_element(By.ID, "status").text)
         wait.until(lambda b: b.find_element(By.ID, "sample-status").text.startswith("done"))
-        errors = browser.execute_script("return [...document.querySelectorAll('.status.error')].map(e => e.textContent)")
+        errors = texts(browser, ".status.error")
         assert errors == []
         loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert loaded and all(name.startswith(url) or name.startswith("blob:") for name in loaded)  # offline
