@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import torch
+from tqdm import tqdm
 
 from training.checkpoint import load_model
 from training.data import ImageSet, load_dataset
@@ -140,7 +141,8 @@ def importance_sampled_nll(
     model.eval()
     generator = torch.Generator().manual_seed(1)
     total = 0.0
-    for images, labels in data.batches(batch_size):
+    batches = tqdm(data.batches(batch_size), total=-(-len(data) // batch_size), desc=f"NLL, k={samples}", mininterval=5)
+    for images, labels in batches:
         labels = labels.to(device) if model.config.num_classes else None
         total -= (
             importance_sampled_log_likelihood(model, images.to(device), labels, samples, generator=generator)
