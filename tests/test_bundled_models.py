@@ -1,0 +1,59 @@
+"""The packages committed in exported_models/: the ones `make serve` and the images serve. They load (every
+sha256 checked), their recorded test figures are the ones the README quotes, and they behave like trained models."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.config import Settings
+from service.main import create_app
+
+BUNDLED = Path(__file__).resolve().parents[1] / "exported_models"
+VQVAE, VAE_2D = "mnist-vqvae", "mnist-vae-2d"
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(MODELS_DIR=BUNDLED, INTRA_OP_THREADS=1))) as test_client:
+        yield test_client
+
+
+def manifest(model: str) -> dict:
+    return json.loads((BUNDLED / model / "1" / "manifest.json").read_text())
+
+
+def test_every_bundled_package_loads(client: TestClient) -> None:
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert set(ready.json()["models"]) == {f"{m}/1" for m in (VQVAE, VAE_2D)}
+
+
+def test_the_vqvae_meets_its_reconstruction_and_codebook_targets() -> None:
+    bundled = manifest(VQVAE)
+    assert bundled["num_codes"] == 512 and bundled["latent_shape"][1:] == [7, 7]
+    assert bundled["metrics"]["mse"] <= 0.0012 and bundled["metrics"]["codebook_usage"] >= 0.95
+    assert all(difference <= 1e-4 for difference in bundled["parity"].values())
+
+
+def test_the_vqvae_reconstructs_its_own_samples(client: TestClient) -> None:
+    route = f"/v1/models/{VQVAE}"
+    sampled = client.post(f"{route}/sample", json={"n": 8, "seed": 0}, params={"format": "array"}).json()
+    images = np.array(sampled["arrays"])[:, 0]
+    assert images.shape == (8, 28, 28) and 0.05 < images.mean() < 0.35  # mostly dark, like MNIST
+    again = client.post(f"{route}/reconstruct", json={"arrays": images.tolist()}, params={"format": "array"}).json()
+    assert np.mean((np.array(again["arrays"])[:, 0] - images) ** 2) < 0.003
+
+
+def test_the_2d_vae_decodes_distinct_digits_across_its_latent_space(client: TestClient) -> None:
+    corners = [[-1.5, -1.5], [1.5, -1.5], [-1.5, 1.5], [1.5, 1.5]]
+    body = client.post(f"/v1/models/{VAE_2D}/decode", json={"latents": corners}, params={"format": "array"}).json()
+    images = np.array(body["arrays"])[:, 0]
+    assert images.shape == (4, 28, 28) and images.min() >= 0 and images.max() <= 1
+    distances = [np.abs(images[i] - images[j]).mean() for i in range(4) for j in range(i + 1, 4)]
+    assert min(distances) > 0.05  # far-apart latents decode to different pictures
+    encoded = client.post(f"/v1/models/{VAE_2D}/encode", json={"arrays": images.tolist()}).json()["mean"]
+    assert np.allclose(np.sign(encoded), np.sign(corners))  # and each lands back in its own quadrant
