@@ -3,8 +3,10 @@ merged into one onnxruntime run and their rows split back out afterwards.
 
 One worker thread per graph takes everything queued (up to MAX_BATCH_SIZE rows). It waits for more
 only while requests that announced themselves (`expect`) have not yet arrived, and never longer than
-BATCH_DELAY_MS after the oldest one: a lone request runs at once, a burst runs as one batch. The
-queue is bounded; a full queue refuses at once with OverloadedError (HTTP 503, Retry-After).
+BATCH_DELAY_MS after the oldest one: a lone request runs at once, a burst runs as one batch. An
+announcement ends when its request submits (the announcement travels with the request's context,
+into the thread that submits), so a request never waits for itself. The queue is bounded; a full
+queue refuses at once with OverloadedError (HTTP 503, Retry-After).
 """
 
 import threading
@@ -13,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +33,15 @@ class Pending:
     rows: int
     arrived: float
     result: Future = field(default_factory=Future)
+
+
+@dataclass(eq=False)
+class Announcement:
+    batcher: "Batcher"
+    waiting: bool = True  # announced and not yet submitted
+
+
+ANNOUNCEMENTS: ContextVar[tuple[Announcement, ...]] = ContextVar("announcements", default=())
 
 
 class Batcher:
@@ -58,14 +70,22 @@ class Batcher:
     @contextmanager
     def expect(self) -> Iterator[None]:
         """Announce a request that will submit soon, so a forming batch waits for it (bounded by the delay)."""
+        announcement = Announcement(self)
         with self.condition:
             self.expected += 1
+        token = ANNOUNCEMENTS.set((*ANNOUNCEMENTS.get(), announcement))
         try:
             yield
         finally:
+            ANNOUNCEMENTS.reset(token)
             with self.condition:
-                self.expected -= 1
+                self._arrived(announcement)
                 self.condition.notify()
+
+    def _arrived(self, announcement: Announcement) -> None:
+        if announcement.waiting:
+            announcement.waiting = False
+            self.expected -= 1
 
     def __call__(self, feeds: Feeds) -> list[np.ndarray]:
         """Blocks until this request's rows have been run; returns its slice of every output."""
@@ -77,6 +97,9 @@ class Batcher:
             # An empty queue admits any one request, so a request larger than the bound still runs alone.
             if self.queued_rows and self.queued_rows + rows > self.max_queue:
                 raise OverloadedError(f"the inference queue is full ({self.queued_rows} rows waiting); retry shortly")
+            for announcement in ANNOUNCEMENTS.get():
+                if announcement.batcher is self:
+                    self._arrived(announcement)
             self.queue.append(pending)
             self.queued_rows += rows
             self.depth.set(self.queued_rows)

@@ -70,6 +70,15 @@ def test_a_lone_request_does_not_wait_for_the_delay() -> None:
     batcher.close()
 
 
+def test_an_announced_request_does_not_wait_for_itself() -> None:
+    batcher = make(Recorder(), max_delay=2.0)
+    started = time.monotonic()
+    with batcher.expect():
+        batcher({"x": np.ones((1, 4))})
+    assert time.monotonic() - started < 0.5
+    batcher.close()
+
+
 def test_batches_never_exceed_the_maximum() -> None:
     run = Recorder()
     batcher = make(run, max_batch=4)
