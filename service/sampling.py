@@ -94,15 +94,6 @@ class CachedPrior:
     half: int  # kernel // 2
 
 
-def window(array: np.ndarray, axis: int, start: int, stop: int, fill: float) -> np.ndarray:
-    """array[start:stop] along `axis`, with `fill` where the range leaves the array."""
-    lo, hi = max(start, 0), min(stop, array.shape[axis])
-    inside = np.take(array, np.arange(lo, hi), axis=axis)
-    padding = [(0, 0)] * array.ndim
-    padding[axis] = (lo - start, stop - hi)
-    return np.pad(inside, padding, constant_values=fill)
-
-
 def sample_codes_cached(
     prior: CachedPrior,
     codes: np.ndarray,
@@ -114,22 +105,26 @@ def sample_codes_cached(
     should_stop: StopFn | None = None,
 ) -> np.ndarray:
     """The same draws as sample_codes (same seeds, same codes), at the cost of about one forward pass."""
-    codes = codes.astype(np.int64, copy=True)
-    streams = sample_streams(seed, len(codes))
     n, h, w = codes.shape
-    vertical = np.zeros((prior.layers - 1, n, prior.channels, h, w), np.float32)  # inputs of layers 1..L-1
-    horizontal = np.zeros_like(vertical)
+    half, layers, channels = prior.half, prior.layers, prior.channels
+    # Codes padded with K ("outside the grid") above and to the left, caches with zeros, and the caches laid out
+    # position-major: every window a step takes is then one slice, with no per-step padding or strided copies.
+    padded = np.full((n, half + h, half + w), prior.num_codes, np.int64)
+    padded[:, half:, half:] = codes
+    vertical = np.zeros((half + h, layers - 1, n, channels, w), np.float32)  # [half + i]: layer inputs at row i
+    streams = sample_streams(seed, n)
     for i in range(h):
-        codes_above = window(codes, 1, i - prior.half, i, prior.num_codes)
-        v_row, out_v_row = prior.row(codes_above, window(vertical, 3, i - prior.half, i, 0.0), labels)
-        vertical[:, :, :, i] = out_v_row
+        codes_above = np.ascontiguousarray(padded[:, i : i + half, half:])
+        v_above = np.ascontiguousarray(np.moveaxis(vertical[i : i + half], 0, 3))  # (L-1, N, C, half, W)
+        v_row, vertical[half + i] = prior.row(codes_above, v_above, labels)
+        v_columns = np.ascontiguousarray(np.moveaxis(v_row, 3, 0))  # (W, L, N, 2C)
+        horizontal = np.zeros((half + w, layers - 1, n, channels), np.float32)  # [half + j]: layer inputs at (i, j)
         for j in range(w):
             check(should_stop)
-            codes_left = window(codes[:, i], 1, j - prior.half, j, prior.num_codes)
-            h_left = window(horizontal[:, :, :, i], 3, j - prior.half, j, 0.0)
-            logits, h_here = prior.position(codes_left, h_left, np.ascontiguousarray(v_row[..., j]), labels)
-            horizontal[:, :, :, i, j] = h_here
+            codes_left = np.ascontiguousarray(padded[:, half + i, j : j + half])
+            h_left = np.ascontiguousarray(np.moveaxis(horizontal[j : j + half], 0, 3))  # (L-1, N, C, half)
+            logits, horizontal[half + j] = prior.position(codes_left, h_left, v_columns[j], labels)
             rows = mask[:, i, j]
             if rows.any():
-                codes[rows, i, j] = draw_rows(logits[rows], rows, streams, temperature, top_k)
-    return codes
+                padded[rows, half + i, half + j] = draw_rows(logits[rows], rows, streams, temperature, top_k)
+    return padded[:, half:, half:].copy()
