@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from fastapi.testclient import TestClient
 
-from service import inference
+from service import prior
 from service.config import Settings
 from service.main import create_app
 from service.registry import Registry
@@ -42,8 +42,8 @@ def main() -> None:
     h, w = model.manifest.latent_shape[1:]
     labels = np.zeros(args.n, np.int64) if model.manifest.prior.conditional else None
     start, mask = np.zeros((args.n, h, w), np.int64), np.ones((args.n, h, w), bool)
-    full = inference.graph_call(model, "prior", "codes", "labels")
-    cached = inference.cached_prior(model)
+    full = prior.graph_call(model, "prior", "codes", "labels")
+    cached = prior.cached_prior(model)
 
     forward = median_seconds(lambda: full(start, labels), args.repeats)
     naive = median_seconds(lambda: sample_codes(full, start, mask, 0, labels=labels), max(1, args.repeats // 2))

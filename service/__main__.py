@@ -43,6 +43,7 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=settings.KEEP_ALIVE_SECONDS,
     )
 
 

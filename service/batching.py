@@ -24,7 +24,8 @@ from service.errors import OverloadedError
 from service.metrics import BATCH_SIZE, QUEUE_DEPTH
 
 Feeds = dict[str, np.ndarray]
-Run = Callable[[Feeds], list[np.ndarray]]
+StopFn = Callable[[], bool]
+Run = Callable[[Feeds, StopFn], list[np.ndarray]]  # (merged feeds, should_stop) -> outputs
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Pending:
     feeds: Feeds
     rows: int
     arrived: float
+    should_stop: StopFn | None = None  # long work (sampling) stops once every request in its batch says so
     result: Future = field(default_factory=Future)
 
 
@@ -87,10 +89,10 @@ class Batcher:
             announcement.waiting = False
             self.expected -= 1
 
-    def __call__(self, feeds: Feeds) -> list[np.ndarray]:
+    def __call__(self, feeds: Feeds, should_stop: StopFn | None = None) -> list[np.ndarray]:
         """Blocks until this request's rows have been run; returns its slice of every output."""
         rows = next(array.shape[self.input_axes[name]] for name, array in feeds.items())
-        pending = Pending(feeds, rows, time.monotonic())
+        pending = Pending(feeds, rows, time.monotonic(), should_stop)
         with self.condition:
             if self.closed:
                 raise OverloadedError("the service is shutting down")
@@ -140,10 +142,13 @@ class Batcher:
             return batch
 
     def _run(self, batch: list[Pending]) -> None:
+        def should_stop() -> bool:
+            return all(p.should_stop is not None and p.should_stop() for p in batch)
+
         if len(batch) == 1:
             pending = batch[0]
             try:
-                outputs = self.run(pending.feeds)
+                outputs = self.run(pending.feeds, should_stop)
             except Exception as error:  # re-raised in the caller's thread
                 pending.result.set_exception(error)
                 return
@@ -151,7 +156,7 @@ class Batcher:
             pending.result.set_result(outputs)
             return
         try:
-            outputs = self.run(self._merge(batch))
+            outputs = self.run(self._merge(batch), should_stop)
         except Exception:
             # One request's bad input must not fail the others: run each on its own to find it.
             for pending in batch:

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     REQUIRE_GPU: bool = False  # readiness fails rather than serve on the CPU
     INTRA_OP_THREADS: int = 0  # 0: one per CPU core
     LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
+    # How long an idle keep-alive connection stays open. Longer than the idle timeouts of clients and load
+    # balancers (60 s is common), so that the server is never the one closing a connection a client is reusing.
+    KEEP_ALIVE_SECONDS: int = 75
 
     # Dynamic batching (service/batching.py): rows per onnxruntime run (1 turns batching off), how long a
     # forming batch waits for announced requests, and the queue bound beyond which requests get 503.

@@ -10,8 +10,9 @@ are VAE operations (Higgins et al. 2017; Rezende et al. 2014).
 import numpy as np
 
 from service.errors import InvalidInputError
+from service.prior import draw_codes
 from service.registry import LoadedModel
-from service.sampling import CachedPrior, StopFn, sample_codes, sample_codes_cached
+from service.sampling import StopFn
 
 
 def check_images(model: LoadedModel, images: np.ndarray) -> np.ndarray:
@@ -166,39 +167,18 @@ def sample(
         raise InvalidInputError(f"model {model.id} has no prior to sample from")
     grid = tuple(model.manifest.latent_shape[1:])
     start, where = completion_grid(model, n, grid, codes, mask)
-    if cached := cached_prior(model):
-        sampled = sample_codes_cached(cached, start, where, seed, temperature, top_k, label_array, should_stop)
+    feeds = {
+        "codes": start,
+        "mask": where,
+        "seeds": seed + np.arange(n, dtype=np.int64),
+        "temperature": np.full(n, temperature),
+        "top_k": np.full(n, top_k or 0, np.int64),
+    } | ({} if label_array is None else {"labels": label_array})
+    if sampler := model.batchers.get("sample"):
+        sampled = sampler(feeds, should_stop)[0]  # merged with concurrent requests for this model
     else:
-        prior = graph_call(model, "prior", "codes", "labels")
-        sampled = sample_codes(prior, start, where, seed, temperature, top_k, label_array, should_stop)
+        sampled = draw_codes(model, feeds, should_stop)
     return {"images": decode_codes(model, sampled), "codes": sampled}
-
-
-def graph_call(model: LoadedModel, graph: str, *names: str):
-    """A function of the graph's inputs in the given order (a trailing None label is left out)."""
-
-    def call(*arrays: np.ndarray | None):
-        feeds = {name: array for name, array in zip(names, arrays, strict=True) if array is not None}
-        outputs = model.run(graph, feeds)
-        return outputs[0] if len(outputs) == 1 else outputs
-
-    return call
-
-
-def cached_prior(model: LoadedModel) -> CachedPrior | None:
-    """The Fast PixelCNN steps when the package carries them (see training/models/pixelcnn_steps.py)."""
-    graphs = model.manifest.graphs
-    if "prior_row" not in graphs or "prior_position" not in graphs:
-        return None
-    v_above = next(t for t in graphs["prior_row"].inputs if t.name == "v_above").shape  # (L-1, N, C, half, W)
-    return CachedPrior(
-        row=graph_call(model, "prior_row", "codes_above", "v_above", "labels"),
-        position=graph_call(model, "prior_position", "codes_left", "h_left", "v_here", "labels"),
-        num_codes=model.manifest.num_codes,
-        layers=v_above[0] + 1,
-        channels=v_above[2],
-        half=v_above[3],
-    )
 
 
 def completion_grid(

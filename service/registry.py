@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.batching import Batcher
+from service.batching import Batcher, Feeds, Run, StopFn
 from service.config import Settings
 from service.errors import ModelUnavailableError, NotFoundError
 from service.manifest import Manifest, TensorSpec, read_manifest, sha256_file
 from service.metrics import BATCH_SIZE, INFERENCE, MODEL_INFO
+from service.prior import SAMPLE_INPUTS, draw_codes
 
 log = logging.getLogger("service.registry")
 GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
@@ -128,21 +129,41 @@ def open_package(folder: Path, settings: Settings, providers: list[str]) -> Load
     codebook = np.load(folder / "codebook.npy").astype(np.float32) if manifest.kind == "vqvae" else None
     model = LoadedModel(manifest, folder, sessions, provider, codebook)
     if settings.MAX_BATCH_SIZE > 1:
-        model.batchers = {name: make_batcher(model, name, settings) for name in sessions}
+        model.batchers = {name: graph_batcher(model, name, settings) for name in sessions}
+        if "prior" in sessions:
+            model.batchers["sample"] = sample_batcher(model, settings)
     return model
 
 
-def make_batcher(model: LoadedModel, graph: str, settings: Settings) -> Batcher:
-    spec = model.manifest.graphs[graph]
+def batcher(
+    model: LoadedModel, name: str, run: Run, input_axes: dict[str, int], output_axes: list[int], settings: Settings
+) -> Batcher:
     return Batcher(
-        run=lambda feeds: model.run_now(graph, feeds),
-        input_axes={t.name: t.shape.index(-1) for t in spec.inputs},
-        output_axes=[t.shape.index(-1) for t in spec.outputs],
+        run,
+        input_axes,
+        output_axes,
         max_batch=settings.MAX_BATCH_SIZE,
         max_delay=settings.BATCH_DELAY_MS / 1000,
         max_queue=settings.MAX_QUEUE_ROWS,
-        labels=(model.id, graph),
+        labels=(model.id, name),
     )
+
+
+def graph_batcher(model: LoadedModel, graph: str, settings: Settings) -> Batcher:
+    spec = model.manifest.graphs[graph]
+    input_axes = {t.name: t.shape.index(-1) for t in spec.inputs}
+    output_axes = [t.shape.index(-1) for t in spec.outputs]
+    return batcher(model, graph, lambda feeds, _: model.run_now(graph, feeds), input_axes, output_axes, settings)
+
+
+def sample_batcher(model: LoadedModel, settings: Settings) -> Batcher:
+    """Whole sample requests merged into one sampling run (see prior.py); named "sample" in the metrics."""
+    names = [*SAMPLE_INPUTS, *(["labels"] if model.manifest.prior.conditional else [])]
+
+    def run(feeds: Feeds, should_stop: StopFn) -> list[np.ndarray]:
+        return [draw_codes(model, feeds, should_stop)]
+
+    return batcher(model, "sample", run, dict.fromkeys(names, 0), [0], settings)
 
 
 @dataclass

@@ -3,6 +3,8 @@
 Each sample draws from its own random stream, seeded by (seed + index), so a sample's codes do
 not depend on how many others were drawn beside it or how requests were batched. Completion
 (inpainting in code space) samples only the masked positions and keeps the others as given.
+Seeds, temperature and top-k may also be given per row (arrays of length N): that is how the rows
+of several requests, merged into one run, each keep their own.
 """
 
 from collections.abc import Callable
@@ -22,16 +24,34 @@ def check(should_stop: StopFn | None) -> None:
         raise ClientDisconnectedError("the client went away; sampling stopped")
 
 
-def sample_streams(seed: int, n: int) -> list[np.random.Generator]:
-    return [np.random.default_rng(seed + i) for i in range(n)]
+Seeds = int | np.ndarray  # one seed (row i uses seed + i) or one per row
+Temperature = float | np.ndarray
+TopK = int | None | np.ndarray  # None or 0: every code
 
 
-def probabilities(logits: np.ndarray, temperature: float, top_k: int | None) -> np.ndarray:
-    """Logits (N, K) -> probabilities (N, K) after temperature and top-k filtering."""
-    scaled = logits.astype(np.float64) / temperature
-    if top_k and top_k < scaled.shape[1]:
-        kth = np.partition(scaled, -top_k, axis=1)[:, -top_k, None]
-        scaled = np.where(scaled >= kth, scaled, -np.inf)
+@dataclass
+class RowSettings:
+    streams: list[np.random.Generator]
+    temperature: np.ndarray  # (N,) float64
+    top_k: np.ndarray  # (N,) int64, 0 for every code
+
+    @classmethod
+    def of(cls, n: int, seed: Seeds, temperature: Temperature, top_k: TopK) -> "RowSettings":
+        seeds = seed + np.arange(n) if np.ndim(seed) == 0 else np.asarray(seed)
+        return cls(
+            [np.random.default_rng(int(s)) for s in seeds],
+            np.broadcast_to(np.asarray(temperature, np.float64), (n,)),
+            np.broadcast_to(np.asarray(0 if top_k is None else top_k, np.int64), (n,)),
+        )
+
+
+def probabilities(logits: np.ndarray, temperature: np.ndarray, top_k: np.ndarray) -> np.ndarray:
+    """Logits (N, K) -> probabilities (N, K) after each row's temperature and top-k filtering."""
+    scaled = logits.astype(np.float64) / temperature[:, None]
+    for k in np.unique(top_k[(top_k > 0) & (top_k < scaled.shape[1])]):
+        rows = top_k == k
+        kth = np.partition(scaled[rows], -k, axis=1)[:, -k, None]
+        scaled[rows] = np.where(scaled[rows] >= kth, scaled[rows], -np.inf)
     scaled -= scaled.max(axis=1, keepdims=True)
     weights = np.exp(scaled)
     return weights / weights.sum(axis=1, keepdims=True)
@@ -44,28 +64,27 @@ def draw(probs: np.ndarray, streams: list[np.random.Generator]) -> np.ndarray:
     return np.minimum(index, probs.shape[1] - 1)
 
 
-def draw_rows(
-    logits: np.ndarray, rows: np.ndarray, streams: list[np.random.Generator], temperature: float, top_k: int | None
-) -> np.ndarray:
+def draw_rows(logits: np.ndarray, rows: np.ndarray, settings: RowSettings) -> np.ndarray:
     """Draws for the selected rows only: only rows that sample here consume a random number, so
     each sample's stream is independent of the others'."""
-    return draw(probabilities(logits, temperature, top_k), [streams[r] for r in np.flatnonzero(rows)])
+    probs = probabilities(logits, settings.temperature[rows], settings.top_k[rows])
+    return draw(probs, [settings.streams[r] for r in np.flatnonzero(rows)])
 
 
 def sample_codes(
     prior: PriorFn,
     codes: np.ndarray,
     mask: np.ndarray,
-    seed: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
+    seed: Seeds,
+    temperature: Temperature = 1.0,
+    top_k: TopK = None,
     labels: np.ndarray | None = None,
     should_stop: StopFn | None = None,
 ) -> np.ndarray:
     """Fills the positions where `mask` (N, h, w) is True, in raster order; returns the grids.
     `should_stop` is asked before every step; when it says yes, ClientDisconnectedError ends the work."""
     codes = codes.astype(np.int64, copy=True)
-    streams = sample_streams(seed, len(codes))
+    settings = RowSettings.of(len(codes), seed, temperature, top_k)
     h, w = codes.shape[1:]
     for i in range(h):
         for j in range(w):
@@ -74,7 +93,7 @@ def sample_codes(
                 continue
             check(should_stop)
             logits = prior(codes, labels)[rows, :, i, j]
-            codes[rows, i, j] = draw_rows(logits, rows, streams, temperature, top_k)
+            codes[rows, i, j] = draw_rows(logits, rows, settings)
     return codes
 
 
@@ -98,9 +117,9 @@ def sample_codes_cached(
     prior: CachedPrior,
     codes: np.ndarray,
     mask: np.ndarray,
-    seed: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
+    seed: Seeds,
+    temperature: Temperature = 1.0,
+    top_k: TopK = None,
     labels: np.ndarray | None = None,
     should_stop: StopFn | None = None,
 ) -> np.ndarray:
@@ -112,7 +131,7 @@ def sample_codes_cached(
     padded = np.full((n, half + h, half + w), prior.num_codes, np.int64)
     padded[:, half:, half:] = codes
     vertical = np.zeros((half + h, layers - 1, n, channels, w), np.float32)  # [half + i]: layer inputs at row i
-    streams = sample_streams(seed, n)
+    settings = RowSettings.of(n, seed, temperature, top_k)
     for i in range(h):
         codes_above = np.ascontiguousarray(padded[:, i : i + half, half:])
         v_above = np.ascontiguousarray(np.moveaxis(vertical[i : i + half], 0, 3))  # (L-1, N, C, half, W)
@@ -126,5 +145,5 @@ def sample_codes_cached(
             logits, horizontal[half + j] = prior.position(codes_left, h_left, v_columns[j], labels)
             rows = mask[:, i, j]
             if rows.any():
-                padded[rows, half + i, half + j] = draw_rows(logits[rows], rows, streams, temperature, top_k)
+                padded[rows, half + i, half + j] = draw_rows(logits[rows], rows, settings)
     return padded[:, half:, half:].copy()

@@ -15,7 +15,7 @@ class Recorder:
         self.sizes: list[int] = []
         self.delay = delay
 
-    def __call__(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def __call__(self, feeds: dict[str, np.ndarray], should_stop=None) -> list[np.ndarray]:
         x = feeds["x"]
         if (x < 0).any():
             raise ValueError("negative input")

@@ -1,9 +1,12 @@
 """The inference layer without HTTP."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
-from service import inference
+from service import inference, prior
 from service.config import Settings
 from service.errors import InvalidInputError
 from service.registry import LoadedModel, Registry
@@ -57,17 +60,51 @@ def test_fast_sampler_matches_the_full_prior_at_every_step(tiny_pipeline: TinyPi
     registry = Registry(Settings(MODELS_DIR=tiny_pipeline.models))
     registry.load()
     model = registry.get(model_id)
-    cached = inference.cached_prior(model)
+    cached = prior.cached_prior(model)
     assert cached is not None and (cached.layers, cached.channels, cached.half) == (3, 8, 1)
     recorded = []
     position = cached.position
     cached.position = lambda *args: recorded.append(position(*args)) or recorded[-1]
     start, mask = np.zeros((4, 7, 7), np.int64), np.ones((4, 7, 7), bool)
     fast = sample_codes_cached(cached, start, mask, seed=11, labels=labels)
-    full_prior = inference.graph_call(model, "prior", "codes", "labels")
+    full_prior = prior.graph_call(model, "prior", "codes", "labels")
     full = full_prior(fast, labels)  # logits at (i, j) depend only on the codes before it
     assert len(recorded) == 49
     for index, (logits, _) in enumerate(recorded):
         i, j = divmod(index, 7)
         np.testing.assert_allclose(logits, full[:, :, i, j], atol=1e-4, err_msg=f"step ({i}, {j})")
     assert np.array_equal(fast, sample_codes(full_prior, start, mask, seed=11, labels=labels))
+
+
+def test_concurrent_sample_requests_run_as_one_and_draw_as_they_would_alone(tiny_pipeline: TinyPipeline) -> None:
+    registry = Registry(Settings(MODELS_DIR=tiny_pipeline.models, BATCH_DELAY_MS=2000))
+    registry.load()
+    model = registry.get("tiny-vqvae")  # class-conditional: labels are merged too
+    requests = [
+        {"n": 2, "seed": 1, "labels": [3]},
+        {"n": 3, "seed": 50, "temperature": 0.7, "top_k": 4, "labels": [0, 1, 2]},
+        {
+            "n": 1,
+            "seed": 9,
+            "labels": [5],
+            "codes": np.zeros((7, 7), np.int64),
+            "mask": np.arange(49).reshape(7, 7) > 20,
+        },
+    ]
+    alone = [inference.sample(model, **request)["codes"] for request in requests]
+    sampler = model.batchers["sample"]
+    runs, run = [], sampler.run
+    sampler.run = lambda feeds, should_stop: runs.append(len(feeds["seeds"])) or run(feeds, should_stop)
+    announcements = [model.expecting("sample") for _ in requests]  # the batch waits for all three
+    for announcement in announcements:
+        announcement.__enter__()
+    with ThreadPoolExecutor(len(requests)) as pool:
+        futures = [pool.submit(inference.sample, model, **request) for request in requests]
+        time.sleep(0.2)
+        for announcement in announcements:
+            announcement.__exit__(None, None, None)
+        together = [future.result()["codes"] for future in futures]
+    assert runs == [6]  # one sampling run for the six rows
+    for codes, expected in zip(together, alone, strict=True):
+        assert np.array_equal(codes, expected)
+    registry.close()

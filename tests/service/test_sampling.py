@@ -4,13 +4,12 @@ import pytest
 from service.sampling import draw, probabilities, sample_codes
 
 
-def test_temperature_sharpens_and_top_k_truncates() -> None:
-    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
-    assert np.allclose(probabilities(logits, 1.0, None), [[0.5, 0.3, 0.15, 0.05]])
-    cold = probabilities(logits, 0.5, None)
-    assert cold[0, 0] > 0.5 and np.isclose(cold.sum(), 1)
-    top2 = probabilities(logits, 1.0, 2)
-    assert np.allclose(top2, [[0.625, 0.375, 0, 0]])
+def test_temperature_sharpens_and_top_k_truncates_row_by_row() -> None:
+    logits = np.log(np.tile([[0.5, 0.3, 0.15, 0.05]], (4, 1)))
+    probs = probabilities(logits, np.array([1.0, 0.5, 1.0, 1.0]), np.array([0, 0, 2, 4]))
+    assert np.allclose(probs[[0, 3]], [0.5, 0.3, 0.15, 0.05])  # top_k 0 and top_k = K keep every code
+    assert probs[1, 0] > 0.5 and np.isclose(probs[1].sum(), 1)
+    assert np.allclose(probs[2], [0.625, 0.375, 0, 0])
 
 
 def test_inverse_cdf_draws_follow_the_probabilities() -> None:
@@ -40,3 +39,18 @@ def test_each_sample_depends_only_on_its_own_seed(n: int) -> None:
     together = sample_codes(bigram_prior, start, mask, seed=10)
     alone = [sample_codes(bigram_prior, start[:1], mask[:1], seed=10 + i)[0] for i in range(n)]
     assert np.array_equal(together, np.stack(alone))
+
+
+def test_rows_merged_from_several_requests_draw_as_each_request_alone() -> None:
+    start, mask = np.zeros((5, 3, 3), np.int64), np.ones((5, 3, 3), bool)
+    first = sample_codes(bigram_prior, start[:2], mask[:2], seed=5, temperature=2.0, top_k=2)
+    second = sample_codes(bigram_prior, start[:3], mask[:3], seed=100)
+    merged = sample_codes(
+        bigram_prior,
+        start,
+        mask,
+        seed=np.array([5, 6, 100, 101, 102]),
+        temperature=np.array([2.0, 2.0, 1.0, 1.0, 1.0]),
+        top_k=np.array([2, 2, 0, 0, 0]),
+    )
+    assert np.array_equal(merged, np.concatenate([first, second]))
