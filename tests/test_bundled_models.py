@@ -13,7 +13,7 @@ from service.config import Settings
 from service.main import create_app
 
 BUNDLED = Path(__file__).resolve().parents[1] / "exported_models"
-VQVAE, VAE_2D = "mnist-vqvae", "mnist-vae-2d"
+VQVAE, VAE, VAE_2D = "mnist-vqvae", "mnist-vae", "mnist-vae-2d"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def manifest(model: str) -> dict:
 def test_every_bundled_package_loads(client: TestClient) -> None:
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert set(ready.json()["models"]) == {f"{m}/1" for m in (VQVAE, VAE_2D)}
+    assert set(ready.json()["models"]) == {f"{m}/1" for m in (VQVAE, VAE, VAE_2D)}
 
 
 def test_the_vqvae_meets_its_reconstruction_and_codebook_targets() -> None:
@@ -57,3 +57,16 @@ def test_the_2d_vae_decodes_distinct_digits_across_its_latent_space(client: Test
     assert min(distances) > 0.05  # far-apart latents decode to different pictures
     encoded = client.post(f"/v1/models/{VAE_2D}/encode", json={"arrays": images.tolist()}).json()["mean"]
     assert np.allclose(np.sign(encoded), np.sign(corners))  # and each lands back in its own quadrant
+
+
+def test_the_best_vae_has_the_best_likelihood_and_reconstructs_its_samples(client: TestClient) -> None:
+    assert manifest(VAE)["metrics"]["nll"] < manifest(VAE_2D)["metrics"]["nll"]
+    assert manifest(VAE)["metrics"]["active_units"] == 20
+    route = f"/v1/models/{VAE}"
+    sampled = np.array(
+        client.post(f"{route}/sample", json={"n": 8, "seed": 0}, params={"format": "array"}).json()["arrays"]
+    )
+    again = client.post(
+        f"{route}/reconstruct", json={"arrays": sampled[:, 0].tolist()}, params={"format": "array"}
+    ).json()
+    assert np.mean((np.array(again["arrays"]) - sampled) ** 2) < 0.01
