@@ -74,6 +74,7 @@ class Batcher:
         """Announce a request that will submit soon, so a forming batch waits for it (bounded by the delay)."""
         announcement = Announcement(self)
         with self.condition:
+            self._check_room(1)  # a full queue refuses here, before the request takes a worker thread
             self.expected += 1
         token = ANNOUNCEMENTS.set((*ANNOUNCEMENTS.get(), announcement))
         try:
@@ -83,6 +84,13 @@ class Batcher:
             with self.condition:
                 self._arrived(announcement)
                 self.condition.notify()
+
+    def _check_room(self, rows: int) -> None:
+        if self.closed:
+            raise OverloadedError("the service is shutting down")
+        # An empty queue admits any one request, so a request larger than the bound still runs alone.
+        if self.queued_rows and self.queued_rows + rows > self.max_queue:
+            raise OverloadedError(f"the inference queue is full ({self.queued_rows} rows waiting); retry shortly")
 
     def _arrived(self, announcement: Announcement) -> None:
         if announcement.waiting:
@@ -94,11 +102,7 @@ class Batcher:
         rows = next(array.shape[self.input_axes[name]] for name, array in feeds.items())
         pending = Pending(feeds, rows, time.monotonic(), should_stop)
         with self.condition:
-            if self.closed:
-                raise OverloadedError("the service is shutting down")
-            # An empty queue admits any one request, so a request larger than the bound still runs alone.
-            if self.queued_rows and self.queued_rows + rows > self.max_queue:
-                raise OverloadedError(f"the inference queue is full ({self.queued_rows} rows waiting); retry shortly")
+            self._check_room(rows)
             for announcement in ANNOUNCEMENTS.get():
                 if announcement.batcher is self:
                     self._arrived(announcement)

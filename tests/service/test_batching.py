@@ -106,6 +106,21 @@ def test_a_full_queue_refuses_at_once() -> None:
     batcher.close()
 
 
+def test_a_full_queue_refuses_announcements_too() -> None:
+    batcher = make(Recorder(delay=0.5), max_batch=1, max_queue=1)
+    threads = [threading.Thread(target=batcher, args=({"x": np.ones((1, 2))},)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)  # the first runs, the second waits in the queue: it is full
+    with pytest.raises(OverloadedError, match="queue is full"), batcher.expect():
+        pass
+    for thread in threads:
+        thread.join(5)
+    with batcher.expect():  # room again
+        pass
+    batcher.close()
+
+
 def test_closed_batcher_refuses() -> None:
     batcher = make(Recorder())
     batcher.close()
