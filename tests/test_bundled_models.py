@@ -39,19 +39,26 @@ def test_the_vqvae_meets_its_reconstruction_and_codebook_targets() -> None:
     assert all(difference <= 1e-4 for difference in bundled["parity"].values())
 
 
+def pixels(client: TestClient, path: str, body: dict) -> np.ndarray:
+    """The (N, H, W) pixels a route answers with ?format=array (the bundled models are greyscale)."""
+    return np.array(client.post(path, json=body, params={"format": "array"}).json()["arrays"])[:, 0]
+
+
+def samples_and_reconstructions(client: TestClient, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """Eight prior samples (seed 0), and what the model makes of them when they are sent back."""
+    samples = pixels(client, f"/v1/models/{model}/sample", {"n": 8, "seed": 0})
+    return samples, pixels(client, f"/v1/models/{model}/reconstruct", {"arrays": samples.tolist()})
+
+
 def test_the_vqvae_reconstructs_its_own_samples(client: TestClient) -> None:
-    route = f"/v1/models/{VQVAE}"
-    sampled = client.post(f"{route}/sample", json={"n": 8, "seed": 0}, params={"format": "array"}).json()
-    images = np.array(sampled["arrays"])[:, 0]
+    images, again = samples_and_reconstructions(client, VQVAE)
     assert images.shape == (8, 28, 28) and 0.05 < images.mean() < 0.35  # mostly dark, like MNIST
-    again = client.post(f"{route}/reconstruct", json={"arrays": images.tolist()}, params={"format": "array"}).json()
-    assert np.mean((np.array(again["arrays"])[:, 0] - images) ** 2) < 0.003
+    assert np.mean((again - images) ** 2) < 0.003
 
 
 def test_the_2d_vae_decodes_distinct_digits_across_its_latent_space(client: TestClient) -> None:
     corners = [[-1.5, -1.5], [1.5, -1.5], [-1.5, 1.5], [1.5, 1.5]]
-    body = client.post(f"/v1/models/{VAE_2D}/decode", json={"latents": corners}, params={"format": "array"}).json()
-    images = np.array(body["arrays"])[:, 0]
+    images = pixels(client, f"/v1/models/{VAE_2D}/decode", {"latents": corners})
     assert images.shape == (4, 28, 28) and images.min() >= 0 and images.max() <= 1
     distances = [np.abs(images[i] - images[j]).mean() for i in range(4) for j in range(i + 1, 4)]
     assert min(distances) > 0.05  # far-apart latents decode to different pictures
@@ -62,11 +69,5 @@ def test_the_2d_vae_decodes_distinct_digits_across_its_latent_space(client: Test
 def test_the_best_vae_has_the_best_likelihood_and_reconstructs_its_samples(client: TestClient) -> None:
     assert manifest(VAE)["metrics"]["nll"] < manifest(VAE_2D)["metrics"]["nll"]
     assert manifest(VAE)["metrics"]["active_units"] == 20
-    route = f"/v1/models/{VAE}"
-    sampled = np.array(
-        client.post(f"{route}/sample", json={"n": 8, "seed": 0}, params={"format": "array"}).json()["arrays"]
-    )
-    again = client.post(
-        f"{route}/reconstruct", json={"arrays": sampled[:, 0].tolist()}, params={"format": "array"}
-    ).json()
-    assert np.mean((np.array(again["arrays"]) - sampled) ** 2) < 0.01
+    sampled, again = samples_and_reconstructions(client, VAE)
+    assert np.mean((again - sampled) ** 2) < 0.01
