@@ -6,7 +6,9 @@ only while requests that announced themselves (`expect`) have not yet arrived, a
 BATCH_DELAY_MS after the oldest one: a lone request runs at once, a burst runs as one batch. An
 announcement ends when its request submits (the announcement travels with the request's context,
 into the thread that submits), so a request never waits for itself. The queue is bounded; a full
-queue refuses at once with OverloadedError (HTTP 503, Retry-After).
+queue refuses at once with OverloadedError (HTTP 503, Retry-After). Callers either block on their
+rows (`batcher(feeds)`, from worker threads) or await the future of `submit` (from the event loop:
+the hot routes skip the worker-thread hop, which cost more CPU here than the rest of the request).
 """
 
 import threading
@@ -99,6 +101,10 @@ class Batcher:
 
     def __call__(self, feeds: Feeds, should_stop: StopFn | None = None) -> list[np.ndarray]:
         """Blocks until this request's rows have been run; returns its slice of every output."""
+        return self.submit(feeds, should_stop).result()
+
+    def submit(self, feeds: Feeds, should_stop: StopFn | None = None) -> Future:
+        """Queues this request's rows; the future holds its slice of every output once they have run."""
         rows = next(array.shape[self.input_axes[name]] for name, array in feeds.items())
         pending = Pending(feeds, rows, time.monotonic(), should_stop)
         with self.condition:
@@ -110,7 +116,7 @@ class Batcher:
             self.queued_rows += rows
             self.depth.set(self.queued_rows)
             self.condition.notify()
-        return pending.result.result()
+        return pending.result
 
     def close(self) -> None:
         with self.condition:
@@ -123,7 +129,8 @@ class Batcher:
             batch = self._next_batch()
             if batch is None:
                 return
-            self._run(batch)
+            if batch:
+                self._run(batch)
 
     def _next_batch(self) -> list[Pending] | None:
         with self.condition:
@@ -139,9 +146,10 @@ class Batcher:
             batch, rows = [], 0
             while self.queue and (not batch or rows + self.queue[0].rows <= self.max_batch):
                 pending = self.queue.popleft()
-                batch.append(pending)
-                rows += pending.rows
-            self.queued_rows -= rows
+                self.queued_rows -= pending.rows
+                if pending.result.set_running_or_notify_cancel():  # false: its caller was cancelled
+                    batch.append(pending)
+                    rows += pending.rows
             self.depth.set(self.queued_rows)
             return batch
 
@@ -178,9 +186,7 @@ class Batcher:
         start = 0
         for pending in batch:
             stop = start + pending.rows
-            parts = [
-                np.take(out, np.arange(start, stop), axis=axis)
-                for out, axis in zip(outputs, self.output_axes, strict=True)
-            ]
+            rows = slice(start, stop)
+            parts = [out[(slice(None),) * axis + (rows,)] for out, axis in zip(outputs, self.output_axes, strict=True)]
             pending.result.set_result(parts)
             start = stop

@@ -59,8 +59,11 @@ def decode_image(data: bytes, image_shape: tuple[int, int, int]) -> np.ndarray:
     if got != channels:
         kinds = {1: "single-channel (greyscale)", 3: "RGB"}
         raise InvalidInputError(f"the model takes {kinds[channels]} images; got a {image.mode} image")
+    mode = "L" if channels == 1 else "RGB"
     try:
-        image = image.convert("L" if channels == 1 else "RGB")  # decodes the pixels
+        image.load()  # decodes the pixels
+        if image.mode != mode:
+            image = image.convert(mode)
     except (OSError, ValueError, SyntaxError) as error:
         raise InvalidInputError(f"truncated or corrupt image: {error}") from None
     pixels = np.asarray(image, dtype=np.float32) / 255.0

@@ -9,6 +9,7 @@ are VAE operations (Higgins et al. 2017; Rezende et al. 2014).
 
 import numpy as np
 
+from service.batching import Feeds
 from service.errors import InvalidInputError
 from service.prior import draw_codes
 from service.registry import LoadedModel
@@ -87,14 +88,19 @@ def require_kind(model: LoadedModel, kind: str, operation: str) -> None:
         raise InvalidInputError(f"{operation} works on {kind} models; {model.id} is a {model.manifest.kind}")
 
 
+ENCODER_OUTPUTS = {"vae": ("mean", "logvar"), "vqvae": ("z_e", "codes")}
+
+
 def encode(model: LoadedModel, images: np.ndarray) -> dict[str, np.ndarray]:
     """Images -> VQ-VAE: code grids (N, h, w) and z_e (N, D, h, w); VAE: posterior mean and logvar (N, Z)."""
-    images = check_images(model, images)
-    if model.manifest.kind == "vae":
-        mean, logvar = model.run("encoder", {"image": images})
-        return {"mean": mean, "logvar": logvar}
-    z_e, codes = model.run("encoder", {"image": images})
-    return {"codes": codes, "z_e": z_e}
+    outputs = model.run("encoder", {"image": check_images(model, images)})
+    return dict(zip(ENCODER_OUTPUTS[model.manifest.kind], outputs, strict=True))
+
+
+async def encode_async(model: LoadedModel, images: np.ndarray) -> dict[str, np.ndarray]:
+    """`encode` for the event loop (the hot path of the service: no worker-thread hop)."""
+    outputs = await model.run_async("encoder", {"image": check_images(model, images)})
+    return dict(zip(ENCODER_OUTPUTS[model.manifest.kind], outputs, strict=True))
 
 
 def posterior_sample(mean: np.ndarray, logvar: np.ndarray, seed: int) -> np.ndarray:
@@ -103,16 +109,25 @@ def posterior_sample(mean: np.ndarray, logvar: np.ndarray, seed: int) -> np.ndar
     return (mean + np.exp(0.5 * logvar) * noise).astype(np.float32)
 
 
-def decode(model: LoadedModel, latents: np.ndarray, labels: list[int] | None = None) -> np.ndarray:
-    """Continuous latents -> images (N, C, H, W) in [0, 1]: z_q (N, D, h, w) for a VQ-VAE, z (N, Z) for a VAE."""
+def decoder_feeds(model: LoadedModel, latents: np.ndarray, labels: list[int] | None = None) -> Feeds:
+    """The decoder's inputs: z_q (N, D, h, w) for a VQ-VAE, z (N, Z) (+ labels) for a VAE."""
     latents = check_latents(model, latents)
     if model.manifest.kind == "vqvae":
         if labels is not None:
             raise InvalidInputError("a VQ-VAE's decoder takes no labels (its prior may: see sample)")
-        return model.run("decoder", {"z_q": latents})[0]
+        return {"z_q": latents}
     label_array = check_labels(model, labels, len(latents))
-    feeds = {"z": latents} | ({"labels": label_array} if label_array is not None else {})
-    return model.run("decoder", feeds)[0]
+    return {"z": latents} | ({"labels": label_array} if label_array is not None else {})
+
+
+def decode(model: LoadedModel, latents: np.ndarray, labels: list[int] | None = None) -> np.ndarray:
+    """Continuous latents -> images (N, C, H, W) in [0, 1]."""
+    return model.run("decoder", decoder_feeds(model, latents, labels))[0]
+
+
+async def decode_async(model: LoadedModel, latents: np.ndarray, labels: list[int] | None = None) -> np.ndarray:
+    """`decode` for the event loop."""
+    return (await model.run_async("decoder", decoder_feeds(model, latents, labels)))[0]
 
 
 def lookup(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
@@ -120,8 +135,13 @@ def lookup(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
     return model.codebook[codes].transpose(0, 3, 1, 2)
 
 
+def code_latents(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
+    """Checked codes (N, h, w) -> the decoder's z_q."""
+    return lookup(model, check_codes(model, codes))
+
+
 def decode_codes(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
-    return decode(model, lookup(model, check_codes(model, codes)))
+    return decode(model, code_latents(model, codes))
 
 
 def nearest_codes(model: LoadedModel, z: np.ndarray) -> np.ndarray:

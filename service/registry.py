@@ -5,6 +5,7 @@ A package that fails validation (bad manifest, missing file, wrong sha256, graph
 load) is kept as unavailable with its reason; it never stops the others from loading.
 """
 
+import asyncio
 import logging
 import os
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from starlette.concurrency import run_in_threadpool
 
 from service.batching import Batcher, Feeds, Run, StopFn
 from service.config import Settings
@@ -49,6 +51,12 @@ class LoadedModel:
             return self.batchers[graph](feeds)
         BATCH_SIZE.labels(self.id, graph).observe(len(next(iter(feeds.values()))))
         return self.run_now(graph, feeds)
+
+    async def run_async(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """`run` for the event loop: awaits the batch instead of blocking a worker thread on it."""
+        if graph in self.batchers:
+            return await asyncio.wrap_future(self.batchers[graph].submit(feeds))
+        return await run_in_threadpool(self.run, graph, feeds)
 
     def run_now(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with INFERENCE.labels(self.id, graph).time():

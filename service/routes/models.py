@@ -1,6 +1,7 @@
 """The v1 API: list and describe models; encode, decode, sample, interpolate, reconstruct.
 
-Handlers validate the request, call the inference layer in a worker thread, and shape the reply.
+Handlers validate the request, call the inference layer, and shape the reply. Encode and decode await
+their batch in the event loop; the longer operations run in a worker thread.
 """
 
 import asyncio
@@ -99,7 +100,7 @@ async def encode(
         raise InvalidInputError(f"include={include} does not apply to a {kind} model")
     with model.expecting("encoder"):
         images = await read_images(request, model, settings)
-        result = await run_in_threadpool(inference.encode, model, images)
+        result = await inference.encode_async(model, images)
     if kind == "vae":
         body = {**model_fields(model), "mean": result["mean"].tolist(), "logvar": result["logvar"].tolist()}
         if include == "sample":
@@ -143,10 +144,10 @@ async def decode(
     with model.expecting("decoder"):
         if body.codes is not None:
             inference.require_kind(model, "vqvae", "decoding codes")
-            images = await run_in_threadpool(inference.decode_codes, model, as_array(body.codes, "codes"))
+            images = await inference.decode_async(model, inference.code_latents(model, as_array(body.codes, "codes")))
         else:
             latents = as_array(body.latents, "latents", np.float32)
-            images = await run_in_threadpool(inference.decode, model, latents, body.labels)
+            images = await inference.decode_async(model, latents, body.labels)
     return images_response(request, model, images, image_format)
 
 

@@ -1,3 +1,4 @@
+import asyncio
 import threading
 import time
 
@@ -126,3 +127,27 @@ def test_closed_batcher_refuses() -> None:
     batcher.close()
     with pytest.raises(OverloadedError, match="shutting down"):
         batcher({"x": np.ones((1, 2))})
+
+
+def test_a_cancelled_submission_is_skipped_and_the_worker_goes_on() -> None:
+    run = Recorder(delay=0.3)
+    batcher = make(run, max_batch=1)
+    first = batcher.submit({"x": np.ones((1, 2))})  # occupies the worker
+    time.sleep(0.05)
+    cancelled = batcher.submit({"x": np.full((1, 2), 5.0)})
+    assert cancelled.cancel()  # its caller went away while it waited in the queue
+    assert np.array_equal(batcher({"x": np.ones((1, 2))})[0], np.full((1, 2), 2.0))
+    assert first.result(5) is not None and run.sizes == [1, 1]  # the cancelled rows never ran
+    batcher.close()
+
+
+def test_the_event_loop_awaits_its_rows_instead_of_blocking_a_thread() -> None:
+    batcher = make(Recorder())
+
+    async def clients() -> list:
+        futures = [asyncio.wrap_future(batcher.submit({"x": np.full((1, 2), float(i))})) for i in range(2)]
+        return await asyncio.gather(*futures)
+
+    results = asyncio.run(clients())
+    assert [r[0].tolist() for r in results] == [[[0.0, 0.0]], [[2.0, 2.0]]]
+    batcher.close()
