@@ -85,7 +85,7 @@ class Batcher:
             ANNOUNCEMENTS.reset(token)
             with self.condition:
                 self._arrived(announcement)
-                self.condition.notify()
+                self._wake_if_ready()
 
     def _check_room(self, rows: int) -> None:
         if self.closed:
@@ -93,6 +93,12 @@ class Batcher:
         # An empty queue admits any one request, so a request larger than the bound still runs alone.
         if self.queued_rows and self.queued_rows + rows > self.max_queue:
             raise OverloadedError(f"the inference queue is full ({self.queued_rows} rows waiting); retry shortly")
+
+    def _wake_if_ready(self) -> None:
+        """Wake the worker only when it can act: a first request in an empty queue, or a forming batch
+        that is full or waits for no one else. Each wake-up is a thread switch, dearer than most of a request."""
+        if self.queue and (len(self.queue) == 1 or self.expected == 0 or self.queued_rows >= self.max_batch):
+            self.condition.notify()
 
     def _arrived(self, announcement: Announcement) -> None:
         if announcement.waiting:
@@ -115,7 +121,7 @@ class Batcher:
             self.queue.append(pending)
             self.queued_rows += rows
             self.depth.set(self.queued_rows)
-            self.condition.notify()
+            self._wake_if_ready()
         return pending.result
 
     def close(self) -> None:

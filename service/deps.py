@@ -23,11 +23,12 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 async def get_model(
     model_id: str,
-    registry: RegistryDep,
+    request: Request,
     version: Annotated[int | None, Query(ge=1, description="newest when omitted")] = None,
 ) -> LoadedModel:
     # A dictionary lookup: the id never becomes a path, so it cannot escape the models folder.
-    return registry.get(model_id, version)
+    # The registry is read here rather than injected: a nested dependency costs every request.
+    return request.app.state.registry.get(model_id, version)
 
 
 ModelDep = Annotated[LoadedModel, Depends(get_model)]

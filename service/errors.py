@@ -13,6 +13,10 @@ class ServiceError(Exception):
         self.message = message
 
 
+class BadRequestError(ServiceError):
+    status, code = 400, "bad_request"
+
+
 class InvalidInputError(ServiceError):
     status, code = 422, "invalid_input"
 

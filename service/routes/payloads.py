@@ -9,11 +9,11 @@ import numpy as np
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import UploadFile
 
 from service.config import Settings
 from service.errors import InvalidInputError, UnsupportedMediaTypeError
 from service.images import decode_image, png_bytes, tile
+from service.multipart import form_files
 from service.registry import LoadedModel
 from service.schemas import ImagesIn
 
@@ -63,12 +63,11 @@ async def read_images(request: Request, model: LoadedModel, settings: Settings) 
     """Multipart files in field `images`, or JSON {"images": [base64]} / {"arrays": [...]} -> (N, C, H, W)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        async with request.form(max_files=settings.MAX_IMAGES + 1, max_fields=16) as form:
-            files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
-            if not files:
-                raise InvalidInputError("multipart field 'images' holds no files")
-            check_count("images", len(files), settings.MAX_IMAGES)
-            return np.stack([decode_image(await f.read(), model.manifest.image_shape) for f in files])
+        files = form_files(await request.body(), content_type, "images")
+        if not files:
+            raise InvalidInputError("multipart field 'images' holds no files")
+        check_count("images", len(files), settings.MAX_IMAGES)
+        return np.stack([decode_image(data, model.manifest.image_shape) for data in files])
     if content_type.startswith("application/json"):
         body: ImagesIn = parse_json(ImagesIn, await request.body())
         if body.images is not None:

@@ -4,6 +4,7 @@ import io
 import json
 import re
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -105,6 +106,15 @@ def test_bad_json_encode_bodies_are_422(client: TestClient, body: dict, message:
     response = client.post(f"/v1/models/{UNCONDITIONAL}/encode", json=body)
     assert response.status_code == 422
     assert re.search(message, response.json()["error"]["message"])
+
+
+def test_a_truncated_multipart_upload_is_400(client: TestClient) -> None:
+    whole = httpx.Request("POST", "http://x/", files=[("images", ("d.png", digit_png(), "image/png"))])
+    cut = whole.read()[:-30]
+    response = client.post(
+        f"/v1/models/{UNCONDITIONAL}/encode", content=cut, headers={"content-type": whole.headers["content-type"]}
+    )
+    assert response.status_code == 400 and error_code(response) == "bad_request"
 
 
 def test_unsupported_media_is_415(client: TestClient) -> None:
