@@ -91,16 +91,18 @@ def require_kind(model: LoadedModel, kind: str, operation: str) -> None:
 ENCODER_OUTPUTS = {"vae": ("mean", "logvar"), "vqvae": ("z_e", "codes")}
 
 
+def named_encoding(model: LoadedModel, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    return dict(zip(ENCODER_OUTPUTS[model.manifest.kind], outputs, strict=True))
+
+
 def encode(model: LoadedModel, images: np.ndarray) -> dict[str, np.ndarray]:
     """Images -> VQ-VAE: code grids (N, h, w) and z_e (N, D, h, w); VAE: posterior mean and logvar (N, Z)."""
-    outputs = model.run("encoder", {"image": check_images(model, images)})
-    return dict(zip(ENCODER_OUTPUTS[model.manifest.kind], outputs, strict=True))
+    return named_encoding(model, model.run("encoder", {"image": check_images(model, images)}))
 
 
 async def encode_async(model: LoadedModel, images: np.ndarray) -> dict[str, np.ndarray]:
     """`encode` for the event loop (the hot path of the service: no worker-thread hop)."""
-    outputs = await model.run_async("encoder", {"image": check_images(model, images)})
-    return dict(zip(ENCODER_OUTPUTS[model.manifest.kind], outputs, strict=True))
+    return named_encoding(model, await model.run_async("encoder", {"image": check_images(model, images)}))
 
 
 def posterior_sample(mean: np.ndarray, logvar: np.ndarray, seed: int) -> np.ndarray:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from starlette.concurrency import run_in_threadpool
 
 from service.batching import Batcher, Feeds, Run, StopFn
 from service.config import Settings
@@ -56,7 +55,7 @@ class LoadedModel:
         """`run` for the event loop: awaits the batch instead of blocking a worker thread on it."""
         if graph in self.batchers:
             return await asyncio.wrap_future(self.batchers[graph].submit(feeds))
-        return await run_in_threadpool(self.run, graph, feeds)
+        return await asyncio.to_thread(self.run, graph, feeds)
 
     def run_now(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with INFERENCE.labels(self.id, graph).time():

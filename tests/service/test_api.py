@@ -32,6 +32,15 @@ def test_health_and_metrics(client: TestClient) -> None:
     assert 'latentgen_model_info{model="tiny-uncond",provider="CPUExecutionProvider",version="1"} 1.0' in metrics
 
 
+def test_without_batching_the_answers_are_the_same(client: TestClient, tiny_pipeline: TinyPipeline) -> None:
+    upload = [("images", digit_png(3))]
+    with make_client(tiny_pipeline, MAX_BATCH_SIZE=1) as unbatched:
+        for path, request in [("encode", {"files": upload}), ("decode", {"json": {"codes": [[[1] * 7] * 7]}})]:
+            url = f"/v1/models/{UNCONDITIONAL}/{path}"
+            alone, batched = unbatched.post(url, **request), client.post(url, **request)
+            assert alone.status_code == 200 and alone.json() == batched.json()
+
+
 def test_models_are_listed_and_described(client: TestClient) -> None:
     listed = client.get("/v1/models").json()
     assert [m["model"] for m in listed["models"]] == sorted([CONDITIONAL, UNCONDITIONAL, "tiny-vae", "tiny-cvae"])
