@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     configure_logging(settings.LOG_LEVEL)
-    # One process: onnxruntime uses every core itself; scale out with replicas, not workers.
+    # One process: onnxruntime uses the cores the event loop leaves; scale out with replicas, not workers.
     uvicorn.run(
         create_app(settings),
         host=args.host,

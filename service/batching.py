@@ -5,7 +5,9 @@ One worker thread per graph takes everything queued (up to MAX_BATCH_SIZE rows).
 only while requests that announced themselves (`expect`) have not yet arrived, and never longer than
 BATCH_DELAY_MS after the oldest one: a lone request runs at once, a burst runs as one batch. An
 announcement ends when its request submits (the announcement travels with the request's context,
-into the thread that submits), so a request never waits for itself. The queue is bounded; a full
+into the thread that submits), so a request never waits for itself. Requests rarely pause before they
+submit, though: an event loop's submissions are held until the loop has run the tasks it has already
+woken, so that the requests of one network read run as one batch. The queue is bounded; a full
 queue refuses at once with OverloadedError (HTTP 503, Retry-After). Callers either block on their
 rows (`batcher(feeds)`, from worker threads) or await the future of `submit` (from the event loop:
 the hot routes skip the worker-thread hop, which cost more CPU here than the rest of the request).
@@ -13,6 +15,7 @@ the hot routes skip the worker-thread hop, which cost more CPU here than the res
 
 import threading
 import time
+from asyncio import AbstractEventLoop
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -64,6 +67,7 @@ class Batcher:
         self.queue: deque[Pending] = deque()
         self.queued_rows = 0
         self.expected = 0  # requests that announced themselves and have not submitted yet
+        self.held = False  # an event loop's submissions wait for the tasks that loop has already woken
         self.condition = threading.Condition()
         self.depth = QUEUE_DEPTH.labels(*labels)
         self.batch_size = BATCH_SIZE.labels(*labels)
@@ -95,10 +99,19 @@ class Batcher:
             raise OverloadedError(f"the inference queue is full ({self.queued_rows} rows waiting); retry shortly")
 
     def _wake_if_ready(self) -> None:
-        """Wake the worker only when it can act: a first request in an empty queue, or a forming batch
-        that is full or waits for no one else. Each wake-up is a thread switch, dearer than most of a request."""
-        if self.queue and (len(self.queue) == 1 or self.expected == 0 or self.queued_rows >= self.max_batch):
+        """Wake the worker only when it can act: a first request in an empty queue, or a forming batch that
+        is full or waits for no one else (an event loop's held submissions are released by `_release`).
+        Each wake-up is a thread switch, dearer than most of a request."""
+        if self.queued_rows >= self.max_batch or (
+            self.queue and not self.held and (len(self.queue) == 1 or self.expected == 0)
+        ):
             self.condition.notify()
+
+    def _release(self) -> None:
+        with self.condition:
+            self.held = False
+            if self.queue:
+                self.condition.notify()
 
     def _arrived(self, announcement: Announcement) -> None:
         if announcement.waiting:
@@ -109,8 +122,11 @@ class Batcher:
         """Blocks until this request's rows have been run; returns its slice of every output."""
         return self.submit(feeds, should_stop).result()
 
-    def submit(self, feeds: Feeds, should_stop: StopFn | None = None) -> Future:
-        """Queues this request's rows; the future holds its slice of every output once they have run."""
+    def submit(self, feeds: Feeds, should_stop: StopFn | None = None, loop: AbstractEventLoop | None = None) -> Future:
+        """Queues this request's rows; the future holds its slice of every output once they have run.
+
+        From an event loop (`loop`), the batch is held until that loop gets back to its callbacks.
+        """
         rows = next(array.shape[self.input_axes[name]] for name, array in feeds.items())
         pending = Pending(feeds, rows, time.monotonic(), should_stop)
         with self.condition:
@@ -121,6 +137,9 @@ class Batcher:
             self.queue.append(pending)
             self.queued_rows += rows
             self.depth.set(self.queued_rows)
+            if loop is not None and not self.held:
+                self.held = True
+                loop.call_soon(self._release)
             self._wake_if_ready()
         return pending.result
 
@@ -144,7 +163,7 @@ class Batcher:
                 if self.closed:
                     return None
                 self.condition.wait()
-            while self.queued_rows < self.max_batch and self.expected > 0:
+            while self.queued_rows < self.max_batch and (self.expected > 0 or self.held):
                 remaining = self.queue[0].arrived + self.max_delay - time.monotonic()
                 if remaining <= 0:
                     break

@@ -13,7 +13,7 @@ class Settings(BaseSettings):
     # "auto": CUDA then CPU when onnxruntime-gpu offers CUDA, else CPU; or a comma-separated list.
     PROVIDERS: str = "auto"
     REQUIRE_GPU: bool = False  # readiness fails rather than serve on the CPU
-    INTRA_OP_THREADS: int = 0  # 0: one per CPU core
+    INTRA_OP_THREADS: int = 0  # 0: one per CPU core but one, which the event loop keeps
     LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
     # How long an idle keep-alive connection stays open. Longer than the idle timeouts of clients and load
     # balancers (60 s is common), so that the server is never the one closing a connection a client is reusing.

@@ -151,3 +151,22 @@ def test_the_event_loop_awaits_its_rows_instead_of_blocking_a_thread() -> None:
     results = asyncio.run(clients())
     assert [r[0].tolist() for r in results] == [[[0.0, 0.0]], [[2.0, 2.0]]]
     batcher.close()
+
+
+def test_requests_that_one_loop_iteration_submits_run_as_one_batch() -> None:
+    run = Recorder()
+    batcher = make(run, max_delay=2.0)
+
+    async def burst() -> float:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        # As after one network read: several tasks submit before the loop gets back to its callbacks. The worker
+        # would otherwise take the first lone row at once; no request announced itself to make it wait.
+        futures = [batcher.submit({"x": np.full((1, 2), float(i))}, loop=loop) for i in range(5)]
+        time.sleep(0.1)  # the loop stays busy: the worker must keep waiting for it
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        return time.monotonic() - started
+
+    assert asyncio.run(burst()) < 1.0  # released by the loop, long before the 2 s delay
+    assert run.sizes == [5]
+    batcher.close()

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 
 from service.config import Settings
 from service.errors import ModelUnavailableError, NotFoundError
-from service.registry import Registry
+from service.registry import Registry, session_options
 from tests.conftest import TinyPipeline
 
 
@@ -71,3 +72,12 @@ def test_missing_models_folder_serves_nothing(tmp_path: Path) -> None:
 def test_unknown_provider_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="NoSuchExecutionProvider"):
         Registry(Settings(MODELS_DIR=tmp_path, PROVIDERS="NoSuchExecutionProvider")).load()
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (16, 15)])
+def test_onnxruntime_leaves_one_core_to_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, cores: int, threads: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert session_options(Settings(INTRA_OP_THREADS=0)).intra_op_num_threads == threads
+    assert session_options(Settings(INTRA_OP_THREADS=4)).intra_op_num_threads == 4
