@@ -67,7 +67,9 @@ class Batcher:
         self.queue: deque[Pending] = deque()
         self.queued_rows = 0
         self.expected = 0  # requests that announced themselves and have not submitted yet
-        self.held = False  # an event loop's submissions wait for the tasks that loop has already woken
+        # An event loop's submissions wait for the tasks that loop has already woken: until it releases them,
+        # or the delay passes (a loop that never gets back, closed or stuck, holds nothing longer).
+        self.held_until = 0.0
         self.condition = threading.Condition()
         self.depth = QUEUE_DEPTH.labels(*labels)
         self.batch_size = BATCH_SIZE.labels(*labels)
@@ -98,18 +100,21 @@ class Batcher:
         if self.queued_rows and self.queued_rows + rows > self.max_queue:
             raise OverloadedError(f"the inference queue is full ({self.queued_rows} rows waiting); retry shortly")
 
+    def _held(self) -> bool:
+        return time.monotonic() < self.held_until
+
     def _wake_if_ready(self) -> None:
         """Wake the worker only when it can act: a first request in an empty queue, or a forming batch that
-        is full or waits for no one else (an event loop's held submissions are released by `_release`).
-        Each wake-up is a thread switch, dearer than most of a request."""
+        is full or waits for no one else (held submissions are woken for by `_release`). Each wake-up is a
+        thread switch, dearer than most of a request."""
         if self.queued_rows >= self.max_batch or (
-            self.queue and not self.held and (len(self.queue) == 1 or self.expected == 0)
+            self.queue and not self._held() and (len(self.queue) == 1 or self.expected == 0)
         ):
             self.condition.notify()
 
     def _release(self) -> None:
         with self.condition:
-            self.held = False
+            self.held_until = 0.0
             if self.queue:
                 self.condition.notify()
 
@@ -137,8 +142,8 @@ class Batcher:
             self.queue.append(pending)
             self.queued_rows += rows
             self.depth.set(self.queued_rows)
-            if loop is not None and not self.held:
-                self.held = True
+            if loop is not None and not self._held():
+                self.held_until = pending.arrived + self.max_delay
                 loop.call_soon(self._release)
             self._wake_if_ready()
         return pending.result
@@ -163,7 +168,7 @@ class Batcher:
                 if self.closed:
                     return None
                 self.condition.wait()
-            while self.queued_rows < self.max_batch and (self.expected > 0 or self.held):
+            while self.queued_rows < self.max_batch and (self.expected > 0 or self._held()):
                 remaining = self.queue[0].arrived + self.max_delay - time.monotonic()
                 if remaining <= 0:
                     break

@@ -170,3 +170,17 @@ def test_requests_that_one_loop_iteration_submits_run_as_one_batch() -> None:
     assert asyncio.run(burst()) < 1.0  # released by the loop, long before the 2 s delay
     assert run.sizes == [5]
     batcher.close()
+
+
+def test_a_loop_that_never_gets_back_holds_nothing_beyond_the_delay() -> None:
+    run = Recorder()
+    batcher = make(run, max_delay=0.2)
+    loop = asyncio.new_event_loop()
+    orphan = batcher.submit({"x": np.ones((1, 2))}, loop=loop)
+    loop.close()  # its release callback never runs (nor does anything that awaited the orphan)
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert np.array_equal(batcher({"x": np.full((1, 2), 3.0)})[0], np.full((1, 2), 6.0))
+    assert time.monotonic() - started < 0.1  # not held: the hold lapsed with the delay
+    assert orphan.done() and run.sizes == [2]
+    batcher.close()
