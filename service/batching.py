@@ -105,8 +105,8 @@ class Batcher:
 
     def _wake_if_ready(self) -> None:
         """Wake the worker only when it can act: a first request in an empty queue, or a forming batch that
-        is full or waits for no one else (held submissions are woken for by `_release`). Each wake-up is a
-        thread switch, dearer than most of a request."""
+        is full or waits for no one else; while an event loop holds the batch, `_release` wakes it instead.
+        Each wake-up is a thread switch, dearer than most of a request."""
         if self.queued_rows >= self.max_batch or (
             self.queue and not self._held() and (len(self.queue) == 1 or self.expected == 0)
         ):
