@@ -95,8 +95,8 @@ def choose_providers(setting: str) -> list[str]:
 
 def default_intra_op_threads() -> int:
     """Every core this process may use but one: that one stays with the event loop (HTTP, image decoding,
-    JSON), which otherwise fights onnxruntime's threads for it. On 2 cores one thread served 18% more
-    encodes per second and cut the HTTP path's CPU; only a lone large batch runs slower (bench/)."""
+    JSON), which otherwise fights onnxruntime's threads for it. On 2 cores one thread cut the HTTP path's
+    CPU per encode request; only a lone large batch runs slower (bench/, README "Performance")."""
     return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
