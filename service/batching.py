@@ -11,17 +11,19 @@ woken, so that the requests of one network read run as one batch. The queue is b
 queue refuses at once with OverloadedError (HTTP 503, Retry-After). Callers either block on their
 rows (`batcher(feeds)`, from worker threads) or await the future of `submit` (from the event loop:
 the hot routes skip the worker-thread hop, which cost more CPU here than the rest of the request).
+An event loop's futures are its own, settled by one callback per batch: a thread-safe future per
+request, wrapped for the loop, cost a wake-up of the loop each.
 """
 
+import asyncio
 import threading
 import time
-from asyncio import AbstractEventLoop
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,6 +33,7 @@ from service.metrics import BATCH_SIZE, QUEUE_DEPTH
 Feeds = dict[str, np.ndarray]
 StopFn = Callable[[], bool]
 Run = Callable[[Feeds, StopFn], list[np.ndarray]]  # (merged feeds, should_stop) -> outputs
+Outcome = list[np.ndarray] | Exception  # a request's slice of every output, or why it failed
 
 
 @dataclass
@@ -38,8 +41,15 @@ class Pending:
     feeds: Feeds
     rows: int
     arrived: float
+    result: Future | asyncio.Future  # an asyncio future belongs to `loop` and is settled there
     should_stop: StopFn | None = None  # long work (sampling) stops once every request in its batch says so
-    result: Future = field(default_factory=Future)
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def claim(self) -> bool:
+        """False when the caller has given up (cancelled) before its rows ran."""
+        if self.loop is None:
+            return self.result.set_running_or_notify_cancel()
+        return not self.result.cancelled()
 
 
 @dataclass(eq=False)
@@ -127,13 +137,17 @@ class Batcher:
         """Blocks until this request's rows have been run; returns its slice of every output."""
         return self.submit(feeds, should_stop).result()
 
-    def submit(self, feeds: Feeds, should_stop: StopFn | None = None, loop: AbstractEventLoop | None = None) -> Future:
+    def submit(
+        self, feeds: Feeds, should_stop: StopFn | None = None, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Future | asyncio.Future:
         """Queues this request's rows; the future holds its slice of every output once they have run.
 
-        From an event loop (`loop`), the batch is held until that loop gets back to its callbacks.
+        From an event loop (`loop`), the future is that loop's, and the batch is held until the loop gets
+        back to its callbacks.
         """
         rows = next(array.shape[self.input_axes[name]] for name, array in feeds.items())
-        pending = Pending(feeds, rows, time.monotonic(), should_stop)
+        result = Future() if loop is None else loop.create_future()
+        pending = Pending(feeds, rows, time.monotonic(), result, should_stop, loop)
         with self.condition:
             self._check_room(rows)
             for announcement in ANNOUNCEMENTS.get():
@@ -177,7 +191,7 @@ class Batcher:
             while self.queue and (not batch or rows + self.queue[0].rows <= self.max_batch):
                 pending = self.queue.popleft()
                 self.queued_rows -= pending.rows
-                if pending.result.set_running_or_notify_cancel():  # false: its caller was cancelled
+                if pending.claim():
                     batch.append(pending)
                     rows += pending.rows
             self.depth.set(self.queued_rows)
@@ -188,35 +202,63 @@ class Batcher:
             return all(p.should_stop is not None and p.should_stop() for p in batch)
 
         if len(batch) == 1:
-            pending = batch[0]
-            try:
-                outputs = self.run(pending.feeds, should_stop)
-            except Exception as error:  # re-raised in the caller's thread
-                pending.result.set_exception(error)
-                return
-            self.batch_size.observe(pending.rows)
-            pending.result.set_result(outputs)
+            self._settle([(batch[0], self._run_alone(batch[0], should_stop))])
             return
         try:
             outputs = self.run(self._merge(batch), should_stop)
         except Exception:
             # One request's bad input must not fail the others: run each on its own to find it.
-            for pending in batch:
-                self._run([pending])
+            self._settle([(pending, self._run_alone(pending, should_stop)) for pending in batch])
             return
         self.batch_size.observe(sum(p.rows for p in batch))
-        self._split(batch, outputs)
+        self._settle(self._split(batch, outputs))
+
+    def _run_alone(self, pending: Pending, should_stop: StopFn) -> Outcome:
+        try:
+            outputs = self.run(pending.feeds, should_stop)
+        except Exception as error:  # re-raised where the caller waits
+            return error
+        self.batch_size.observe(pending.rows)
+        return outputs
 
     def _merge(self, batch: list[Pending]) -> Feeds:
         return {
             name: np.concatenate([p.feeds[name] for p in batch], axis=axis) for name, axis in self.input_axes.items()
         }
 
-    def _split(self, batch: list[Pending], outputs: list[np.ndarray]) -> None:
-        start = 0
+    def _split(self, batch: list[Pending], outputs: list[np.ndarray]) -> list[tuple[Pending, Outcome]]:
+        outcomes, start = [], 0
         for pending in batch:
             stop = start + pending.rows
             rows = slice(start, stop)
             parts = [out[(slice(None),) * axis + (rows,)] for out, axis in zip(outputs, self.output_axes, strict=True)]
-            pending.result.set_result(parts)
+            outcomes.append((pending, parts))
             start = stop
+        return outcomes
+
+    @staticmethod
+    def _settle(outcomes: list[tuple[Pending, Outcome]]) -> None:
+        """Hands each caller its outcome: a waiting thread at once, an event loop's futures in one callback."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Outcome]]] = defaultdict(list)
+        for pending, outcome in outcomes:
+            if pending.loop is None:
+                set_outcome(pending.result, outcome)
+            else:
+                by_loop[pending.loop].append((pending.result, outcome))
+        for loop, settled in by_loop.items():
+            with suppress(RuntimeError):  # the loop has closed: no one awaits these any more
+                loop.call_soon_threadsafe(set_outcomes, settled)
+
+
+def set_outcome(future: Future | asyncio.Future, outcome: Outcome) -> None:
+    if future.done():  # an awaiting task was cancelled meanwhile
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def set_outcomes(settled: list[tuple[asyncio.Future, Outcome]]) -> None:
+    for future, outcome in settled:
+        set_outcome(future, outcome)

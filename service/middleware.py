@@ -17,6 +17,7 @@ from service.metrics import LATENCY, REQUESTS
 log = logging.getLogger("service.access")
 OPEN_PATHS = {"/health/live", "/v2/health/live"}  # liveness never needs the API key
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+READ_HEADERS = {b"x-request-id", b"x-api-key", b"authorization", b"content-length"}
 
 
 class RequestContext:
@@ -28,10 +29,10 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # Servers give header names in lower case (ASGI); only the few read here are decoded.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in READ_HEADERS}
         sent = headers.get("x-request-id", "")
         request_id = sent if REQUEST_ID.match(sent) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         response_started = False
 
@@ -93,6 +94,8 @@ class RequestContext:
         route = getattr(scope.get("route"), "path", "unmatched")
         REQUESTS.labels(route, scope["method"], str(status)).inc()
         LATENCY.labels(route).observe(seconds)
+        if not log.isEnabledFor(logging.INFO):
+            return
         fields = {
             "request_id": request_id,
             "method": scope["method"],

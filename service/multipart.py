@@ -11,12 +11,15 @@ from service.errors import BadRequestError
 
 # `; key=value` or `; key="quoted \" value"` in a Content-Type or Content-Disposition header.
 PARAMETER = re.compile(r';\s*([A-Za-z0-9_*.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+ESCAPED = re.compile(r"\\(.)")
 
 
 def header_parameter(header: str, key: str) -> str | None:
     for name, value in PARAMETER.findall(header):
         if name.lower() == key:
-            return re.sub(r"\\(.)", r"\1", value[1:-1]) if value.startswith('"') else value
+            if not value.startswith('"'):
+                return value
+            return ESCAPED.sub(r"\1", value[1:-1]) if "\\" in value else value[1:-1]
     return None
 
 

@@ -8,8 +8,7 @@ load) is kept as unavailable with its reason; it never stops the others from loa
 import asyncio
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,21 +53,16 @@ class LoadedModel:
     async def run_async(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """`run` for the event loop: awaits the batch instead of blocking a worker thread on it."""
         if graph in self.batchers:
-            return await asyncio.wrap_future(self.batchers[graph].submit(feeds, loop=asyncio.get_running_loop()))
+            return await self.batchers[graph].submit(feeds, loop=asyncio.get_running_loop())
         return await asyncio.to_thread(self.run, graph, feeds)
 
     def run_now(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with INFERENCE.labels(self.id, graph).time():
             return self.sessions[graph].run(None, feeds)
 
-    @contextmanager
-    def expecting(self, *graphs: str) -> Iterator[None]:
-        """Tell the graphs' batchers that this request will submit soon (see batching.py)."""
-        with ExitStack() as stack:
-            for graph in graphs:
-                if graph in self.batchers:
-                    stack.enter_context(self.batchers[graph].expect())
-            yield
+    def expecting(self, graph: str) -> AbstractContextManager[None]:
+        """Tell the graph's batcher that this request will submit soon (see batching.py)."""
+        return self.batchers[graph].expect() if graph in self.batchers else nullcontext()
 
     def close(self) -> None:
         for batcher in self.batchers.values():

@@ -101,7 +101,7 @@ def test_requirement_files_put_no_torch_in_the_serving_images(tmp_path: Path) ->
     assert not any(r.startswith("torch") for r in read["service"] + read["service-gpu"])
     assert [r for r in read["service-gpu"] if r.startswith("onnxruntime")] == ["onnxruntime-gpu>=1.31"]
     assert any(r.startswith("onnxruntime>=") for r in read["service"])
-    assert any(r.startswith("torch==") for r in read["training"]) and "fastapi>=0.110" in read["service-gpu"]
+    assert any(r.startswith("torch==") for r in read["training"]) and "fastapi>=0.110,<0.137" in read["service-gpu"]
 
 
 def test_exec_form_command_and_python_healthcheck() -> None:

@@ -145,11 +145,32 @@ def test_the_event_loop_awaits_its_rows_instead_of_blocking_a_thread() -> None:
     batcher = make(Recorder())
 
     async def clients() -> list:
-        futures = [asyncio.wrap_future(batcher.submit({"x": np.full((1, 2), float(i))})) for i in range(2)]
+        loop = asyncio.get_running_loop()
+        futures = [batcher.submit({"x": np.full((1, 2), float(i))}, loop=loop) for i in range(2)]
+        assert all(asyncio.isfuture(f) and f.get_loop() is loop for f in futures)  # the loop's own, no wrapping
         return await asyncio.gather(*futures)
 
     results = asyncio.run(clients())
     assert [r[0].tolist() for r in results] == [[[0.0, 0.0]], [[2.0, 2.0]]]
+    batcher.close()
+
+
+def test_a_cancelled_task_s_rows_are_skipped() -> None:
+    run = Recorder(delay=0.3)
+    batcher = make(run, max_batch=1)
+
+    async def clients() -> list:
+        loop = asyncio.get_running_loop()
+        first = batcher.submit({"x": np.ones((1, 2))}, loop=loop)  # occupies the worker
+        await asyncio.sleep(0.05)
+        gone = asyncio.ensure_future(batcher.submit({"x": np.full((1, 2), 5.0)}, loop=loop))
+        await asyncio.sleep(0)
+        gone.cancel()  # the client hung up while its rows waited in the queue
+        last = batcher.submit({"x": np.ones((1, 2))}, loop=loop)
+        return await asyncio.gather(first, last)
+
+    results = asyncio.run(clients())
+    assert [r[0].tolist() for r in results] == [[[2.0, 2.0]], [[2.0, 2.0]]] and run.sizes == [1, 1]
     batcher.close()
 
 
@@ -164,7 +185,7 @@ def test_requests_that_one_loop_iteration_submits_run_as_one_batch() -> None:
         # would otherwise take the first lone row at once; no request announced itself to make it wait.
         futures = [batcher.submit({"x": np.full((1, 2), float(i))}, loop=loop) for i in range(5)]
         time.sleep(0.1)  # the loop stays busy: the worker must keep waiting for it
-        await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        await asyncio.gather(*futures)
         return time.monotonic() - started
 
     assert asyncio.run(burst()) < 1.0  # released by the loop, long before the 2 s delay
@@ -177,10 +198,10 @@ def test_a_loop_that_never_gets_back_holds_nothing_beyond_the_delay() -> None:
     batcher = make(run, max_delay=0.2)
     loop = asyncio.new_event_loop()
     orphan = batcher.submit({"x": np.ones((1, 2))}, loop=loop)
-    loop.close()  # its release callback never runs (nor does anything that awaited the orphan)
+    loop.close()  # its release callback never runs, nor does anything that awaited the orphan
     time.sleep(0.3)
     started = time.monotonic()
     assert np.array_equal(batcher({"x": np.full((1, 2), 3.0)})[0], np.full((1, 2), 6.0))
     assert time.monotonic() - started < 0.1  # not held: the hold lapsed with the delay
-    assert orphan.done() and sum(run.sizes) == 2
+    assert sum(run.sizes) == 2 and not orphan.done()  # its rows ran; its closed loop could not be told
     batcher.close()
