@@ -35,10 +35,10 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 60) -
     raise TimeoutError("server did not become ready")
 
 
-def start(argv: list[str], env: dict[str, str], url: str, capture: bool = True) -> subprocess.Popen:
-    """Starts argv in the repository root and waits until url answers /health/ready."""
+def start(argv: list[str], env: dict[str, str], url: str, capture: bool = True, cwd: Path = ROOT) -> subprocess.Popen:
+    """Starts argv in cwd (the repository root unless told) and waits until url answers /health/ready."""
     output = subprocess.PIPE if capture else subprocess.DEVNULL
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     try:
         wait_until_ready(url, process)
     except BaseException:

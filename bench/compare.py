@@ -1,0 +1,55 @@
+"""The HTTP path's CPU per encode request (as bench.serving measures it), compared between checkouts in
+alternation: one server after the other, round after round, so that the machine's drift in speed falls on
+every checkout alike. A checkout is a folder with this repository (`git worktree add`), optionally with
+the interpreter to run it as DIR:PYTHON (a virtual environment with other dependency versions).
+    git worktree add /tmp/before HEAD~1
+    python -m bench.compare /tmp/before . [--rounds 8] [--seconds 5] [--model mnist-vqvae]
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from bench.serving import encode_overhead, requests_for
+from tests.server import free_port, start
+
+
+def overhead_of(checkout: str, model: str, seconds: float) -> float:
+    folder, _, python = checkout.partition(":")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "LOG_LEVEL": "warning", "PYTHONPATH": str(Path(folder).resolve())}
+    argv = [python or sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
+    server = start(argv, env, url, capture=False, cwd=Path(folder))
+    try:
+        grid = tuple(httpx.get(f"{url}/v1/models/{model}").raise_for_status().json()["manifest"]["latent_shape"][1:])
+        return encode_overhead(url, server, model, requests_for(url, model, grid, False)["encode"], seconds)
+    finally:
+        server.kill()
+        server.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkouts", nargs="+", help="DIR or DIR:PYTHON")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--model", default="mnist-vqvae")
+    args = parser.parse_args()
+    found: dict[str, list[float]] = {checkout: [] for checkout in args.checkouts}
+    for round_number in range(1, args.rounds + 1):
+        for checkout in args.checkouts:
+            print(f"round {round_number}, {checkout}:", end=" ", flush=True)
+            found[checkout].append(overhead_of(checkout, args.model, args.seconds))
+    print("\nHTTP path, server CPU per encode request minus the model's, ms: median (range)")
+    for checkout, values in found.items():
+        ms = np.array(values) * 1000
+        print(f"{checkout}: {np.median(ms):.3f} ({ms.min():.3f} to {ms.max():.3f})")
+
+
+if __name__ == "__main__":
+    main()
