@@ -143,6 +143,13 @@ def open_package(folder: Path, settings: Settings, providers: list[str]) -> Load
     return model
 
 
+def batch_delay(settings: Settings, provider: str) -> float:
+    """Seconds a forming batch may wait for announced requests (config.py says why it depends on the provider)."""
+    if settings.BATCH_DELAY_MS is not None:
+        return settings.BATCH_DELAY_MS / 1000
+    return 0.005 if provider in GPU_PROVIDERS else 0.0
+
+
 def batcher(
     model: LoadedModel, name: str, run: Run, input_axes: dict[str, int], output_axes: list[int], settings: Settings
 ) -> Batcher:
@@ -151,7 +158,7 @@ def batcher(
         input_axes,
         output_axes,
         max_batch=settings.MAX_BATCH_SIZE,
-        max_delay=settings.BATCH_DELAY_MS / 1000,
+        max_delay=batch_delay(settings, model.provider),
         max_queue=settings.MAX_QUEUE_ROWS,
         labels=(model.id, name),
     )

@@ -7,7 +7,7 @@ import pytest
 
 from service.config import Settings
 from service.errors import ModelUnavailableError, NotFoundError
-from service.registry import Registry, session_options
+from service.registry import Registry, batch_delay, session_options
 from tests.conftest import TinyPipeline
 
 
@@ -81,3 +81,11 @@ def test_onnxruntime_leaves_one_core_to_the_event_loop(
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     assert session_options(Settings(INTRA_OP_THREADS=0)).intra_op_num_threads == threads
     assert session_options(Settings(INTRA_OP_THREADS=4)).intra_op_num_threads == 4
+
+
+@pytest.mark.parametrize(
+    ("setting", "provider", "seconds"),
+    [(None, "CPUExecutionProvider", 0.0), (None, "CUDAExecutionProvider", 0.005), (20, "CPUExecutionProvider", 0.02)],
+)
+def test_batches_wait_on_a_gpu_only_unless_told(setting: float | None, provider: str, seconds: float) -> None:
+    assert batch_delay(Settings(BATCH_DELAY_MS=setting), provider) == seconds
