@@ -97,6 +97,22 @@ def test_a_bad_request_fails_alone() -> None:
     batcher.close()
 
 
+def test_a_bad_request_fails_alone_in_the_event_loop_too() -> None:
+    run = Recorder()
+    batcher = make(run)
+
+    async def clients() -> list:
+        loop = asyncio.get_running_loop()
+        inputs = [np.ones((1, 2)), -np.ones((1, 2)), np.ones((2, 2))]
+        futures = [batcher.submit({"x": x}, loop=loop) for x in inputs]  # one loop turn: one batch, which fails
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    results = asyncio.run(clients())
+    assert isinstance(results[1], ValueError) and run.sizes == [1, 2]  # then each ran alone; the bad one failed
+    assert results[0][0].tolist() == [[2.0, 2.0]] and results[2][0].tolist() == [[2.0, 2.0]] * 2
+    batcher.close()
+
+
 def test_a_full_queue_refuses_at_once() -> None:
     run = Recorder(delay=0.3)
     batcher = make(run, max_batch=1, max_queue=2)
