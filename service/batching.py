@@ -156,7 +156,7 @@ class Batcher:
             self.queue.append(pending)
             self.queued_rows += rows
             self.depth.set(self.queued_rows)
-            if loop is not None and not self._held():
+            if loop is not None and self.max_delay and not self._held():  # no delay, nothing to hold
                 self.held_until = pending.arrived + self.max_delay
                 loop.call_soon(self._release)
             self._wake_if_ready()
