@@ -147,11 +147,14 @@ def decode_codes(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
 
 
 def nearest_codes(model: LoadedModel, z: np.ndarray) -> np.ndarray:
-    """Continuous latents (N, D, h, w) -> nearest codebook entries (N, h, w)."""
+    """Continuous latents (N, D, h, w) -> the codes the encoder would pick (N, h, w): the nearest
+    codebook entries, each distance plus the code's penalty when the package has one."""
     n, d, h, w = z.shape
     flat = z.transpose(0, 2, 3, 1).reshape(-1, d)
-    distances = (model.codebook**2).sum(1) - 2 * flat @ model.codebook.T
-    return distances.argmin(1).reshape(n, h, w)
+    costs = (model.codebook**2).sum(1) - 2 * flat @ model.codebook.T
+    if model.code_penalty is not None:
+        costs += model.code_penalty
+    return costs.argmin(1).reshape(n, h, w)
 
 
 def reconstruct(model: LoadedModel, images: np.ndarray, labels: list[int] | None = None) -> dict[str, np.ndarray]:

@@ -33,6 +33,7 @@ class LoadedModel:
     sessions: dict[str, ort.InferenceSession]  # graph name -> session
     provider: str  # the execution provider onnxruntime actually chose
     codebook: np.ndarray | None = None  # (K, D), vqvae only
+    code_penalty: np.ndarray | None = None  # (K,), added to each code's squared distance (entropy-constrained VQ)
     batchers: dict[str, Batcher] = field(default_factory=dict)  # graph name -> its dynamic batcher
 
     @property
@@ -120,6 +121,16 @@ def verify_files(folder: Path, manifest: Manifest) -> None:
             raise ValueError(f"{name} does not match its sha256 in the manifest (corrupt or replaced)")
 
 
+def load_array(folder: Path, name: str, shape: tuple, manifest: Manifest) -> np.ndarray | None:
+    """A float32 array file of the package, checked against its shape; None when the package has none."""
+    if name not in manifest.files:
+        return None
+    array = np.load(folder / name)
+    if array.shape != shape:
+        raise ValueError(f"{name} has shape {list(array.shape)}; the manifest implies {list(shape)}")
+    return array.astype(np.float32)
+
+
 def open_package(folder: Path, settings: Settings, providers: list[str]) -> LoadedModel:
     """Validates the package, opens one session per graph and warms each up once."""
     manifest = read_manifest(folder)
@@ -134,8 +145,9 @@ def open_package(folder: Path, settings: Settings, providers: list[str]) -> Load
         session.run(None, {spec.name: dummy_input(spec) for spec in graph.inputs})  # warm-up
         sessions[name] = session
     provider = next(iter(sessions.values())).get_providers()[0]
-    codebook = np.load(folder / "codebook.npy").astype(np.float32) if manifest.kind == "vqvae" else None
-    model = LoadedModel(manifest, folder, sessions, provider, codebook)
+    codebook = load_array(folder, "codebook.npy", (manifest.num_codes, manifest.code_dim), manifest)
+    penalty = load_array(folder, "code_penalty.npy", (manifest.num_codes,), manifest)
+    model = LoadedModel(manifest, folder, sessions, provider, codebook, penalty)
     if settings.MAX_BATCH_SIZE > 1:
         model.batchers = {name: graph_batcher(model, name, settings) for name in sessions}
         if "prior" in sessions:

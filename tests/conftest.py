@@ -3,7 +3,7 @@
 Nothing here reads ../shared: a fresh clone has none.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -53,8 +53,13 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
     root = tmp_path_factory.mktemp("pipeline")
     vqvae = train_vqvae(run_options(root / "vqvae"), TINY_VQVAE)
     prior = train_prior(run_options(root / "prior"), PriorOptions(vqvae=str(vqvae), conditional=True), TINY_PRIOR)
+    # The unconditional package's VQ-VAE is fine-tuned with a rate weight, so that its code penalty
+    # travels through export into the service.
+    rate_vqvae = train_vqvae(
+        replace(run_options(root / "vqvae-rate", epochs=1), init=str(vqvae)), replace(TINY_VQVAE, rate_weight=0.05)
+    )
     unconditional = train_prior(
-        run_options(root / "prior-uncond", epochs=1), PriorOptions(vqvae=str(vqvae)), TINY_PRIOR
+        run_options(root / "prior-uncond", epochs=1), PriorOptions(vqvae=str(rate_vqvae)), TINY_PRIOR
     )
     classifier = train_classifier(run_options(root / "classifier"), ClassifierConfig(channels=4, hidden=16))
     evaluation = root / "evaluation.json"
@@ -83,7 +88,7 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
     )
     unconditional_package = export_vqvae(
         ExportOptions(
-            vqvae=str(vqvae), prior=str(unconditional), evaluation="", data=DATA, out=str(models), id="tiny-uncond"
+            vqvae=str(rate_vqvae), prior=str(unconditional), evaluation="", data=DATA, out=str(models), id="tiny-uncond"
         )
     )
     vae = train_vae(run_options(root / "vae"), VAEOptions(), TINY_VAE)

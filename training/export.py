@@ -277,6 +277,8 @@ def export_vqvae(options: ExportOptions) -> Path:
         "codebook.npy": npy_bytes(vqvae.quantizer.codebook.numpy().astype(np.float32)),
         "samples.png": samples_picture(vqvae, prior, images, options.seed),
     }
+    if vqvae.quantizer.rate_weight:
+        files["code_penalty.npy"] = npy_bytes(vqvae.quantizer.code_penalty().numpy().astype(np.float32))
     return write_package(
         options,
         graphs,

@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from service.images import png_bytes, tile
+from training.checkpoint import load_checkpoint
 from training.data import ImageSet, Splits, load_dataset
 from training.evaluate import reconstruction_metrics
 from training.models.vq_vae import VQVAE, VQVAEConfig
@@ -77,6 +78,8 @@ def fit(
     (lowest validation `select`), log a line. The checkpoint carries the kind, config and `extra`."""
     optimizer = make_optimizer(model, run.options)
     start_epoch, best = 0, float("inf")
+    if run.options.init and not run.options.resume:
+        model.load_state_dict(load_checkpoint(run.options.init, run.device)["model"])
     if state := run.resume_state():
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -2,6 +2,7 @@
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,6 +26,18 @@ def test_nearest_codes_match_the_encoder(model: LoadedModel) -> None:
     images = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
     encoded = inference.encode(model, images)
     assert np.array_equal(inference.nearest_codes(model, encoded["z_e"]), encoded["codes"])
+
+
+def test_the_unconditional_package_carries_its_code_penalty(model: LoadedModel) -> None:
+    assert model.code_penalty is not None and model.code_penalty.shape == (model.manifest.num_codes,)
+
+
+def test_nearest_codes_add_the_code_penalty(model: LoadedModel) -> None:
+    z = model.codebook[[3, 5]].reshape(2, -1, 1, 1)  # each exactly on a code
+    penalty = np.zeros(model.manifest.num_codes, np.float32)
+    assert inference.nearest_codes(replace(model, code_penalty=penalty), z).ravel().tolist() == [3, 5]
+    penalty[3] = 1e9  # priced out: the vector goes to its next-best code instead
+    assert inference.nearest_codes(replace(model, code_penalty=penalty), z).ravel()[0] != 3
 
 
 def test_slerp_keeps_the_norm_between_equal_norm_endpoints() -> None:

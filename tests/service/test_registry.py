@@ -3,10 +3,12 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from service.config import Settings
 from service.errors import ModelUnavailableError, NotFoundError
+from service.manifest import sha256_file
 from service.registry import Registry, batch_delay, session_options
 from tests.conftest import TinyPipeline
 
@@ -15,14 +17,16 @@ from tests.conftest import TinyPipeline
 def models_dir(tiny_pipeline: TinyPipeline, tmp_path: Path) -> Path:
     """Two versions of a good model and one of every kind of broken one."""
     root = tmp_path / "models"
-    for target in ("good/1", "good/2", "corrupt/1", "missing/1", "badjson/1", "renamed/1"):
+    for target in ("good/1", "good/2", "corrupt/1", "missing/1", "badjson/1", "renamed/1", "badshape/1"):
         shutil.copytree(tiny_pipeline.package, root / target)
     for version in ("1", "2"):
         manifest = json.loads((root / "good" / version / "manifest.json").read_text())
         manifest.update(id="good", version=int(version))
         (root / "good" / version / "manifest.json").write_text(json.dumps(manifest))
-    for name in ("corrupt", "missing", "badjson"):
+    np.save(root / "badshape" / "1" / "codebook.npy", np.zeros((16, 5), np.float32))  # D is 4
+    for name in ("corrupt", "missing", "badjson", "badshape"):
         manifest = json.loads((root / name / "1" / "manifest.json").read_text())
+        manifest["files"]["codebook.npy"] = sha256_file(root / name / "1" / "codebook.npy")
         (root / name / "1" / "manifest.json").write_text(json.dumps({**manifest, "id": name}))
     with open(root / "corrupt" / "1" / "decoder.onnx", "r+b") as f:
         f.seek(100)
@@ -42,6 +46,7 @@ def test_broken_packages_are_listed_with_reasons_and_do_not_stop_the_others(mode
     assert "sha256" in reasons[("corrupt", 1)]
     assert "missing file prior.onnx" in reasons[("missing", 1)]
     assert "JSON" in reasons[("badjson", 1)] or "json" in reasons[("badjson", 1)]
+    assert "codebook.npy has shape [16, 5]" in reasons[("badshape", 1)]
     assert "tiny-vqvae/1" in reasons[("renamed", 1)]  # its manifest names another model
     assert "numeric version" in reasons[("good", None)]
 

@@ -1,6 +1,7 @@
 """End to end on synthetic data: train -> prior -> evaluate -> export -> onnxruntime."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,15 @@ def test_resumed_training_matches_an_uninterrupted_run(tmp_path: Path, monkeypat
     assert resumed["epoch"] == 2
     for name, tensor in straight["model"].items():
         torch.testing.assert_close(resumed["model"][name], tensor, msg=name)
+
+
+def test_fine_tuning_starts_from_the_given_checkpoint(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
+    options = replace(run_options(tmp_path, epochs=1), init=str(tiny_pipeline.vqvae), lr=0.0)
+    tuned = load_model(train_vqvae(options, TINY_VQVAE), "vqvae")
+    start = load_model(tiny_pipeline.vqvae, "vqvae")
+    # At a learning rate of 0 only the EMA codebook moves; every trained weight is the checkpoint's.
+    for (name, weight), (_, original) in zip(tuned.named_parameters(), start.named_parameters(), strict=True):
+        assert torch.equal(weight, original), name
 
 
 def test_command_line_trains_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

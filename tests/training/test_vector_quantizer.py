@@ -51,6 +51,30 @@ def test_dead_codes_restart_from_encoder_outputs() -> None:
     assert any(torch.allclose(restarted, torch.tensor(v)) for v in batch)
 
 
+def test_rate_weight_prefers_the_frequent_of_two_close_codes() -> None:
+    vector = grid([[0.55, 0.0]])  # a little nearer code 1 than code 0
+    plain = make_quantizer().eval()
+    assert plain(vector)[1].item() == 1
+    constrained = make_quantizer(rate_weight=0.1).eval()
+    constrained.cluster_size.copy_(torch.tensor([100.0, 1.0, 1.0, 1.0]))  # code 0 is used 100x as often
+    assert constrained(vector)[1].item() == 0  # 0.1 * log2(100) outweighs the 0.1 difference in squared distance
+    assert constrained(grid([[0.9, 0.0]]))[1].item() == 1  # but not a clear win on distance
+
+
+def test_a_negative_rate_weight_is_refused() -> None:
+    with pytest.raises(ValueError, match="rate_weight must be >= 0"):
+        make_quantizer(rate_weight=-0.1)
+
+
+def test_restarted_codes_start_at_an_average_count_under_a_rate_weight() -> None:
+    quantizer = make_quantizer(decay=0.5, restart_threshold=0.9, rate_weight=0.1).train()
+    batch = [[0.1, 0.0], [0.0, 0.1], [1.1, 0.0], [0.0, 1.2]]
+    quantizer(grid(batch))
+    count = quantizer.cluster_size[3]
+    assert count == pytest.approx(quantizer.cluster_size.mean().item(), rel=0.3) and count > 0.9
+    assert torch.allclose(quantizer.code_sum[3] / count, quantizer.codebook[3])
+
+
 def test_codebook_initialises_from_data() -> None:
     quantizer = VectorQuantizer(num_codes=8, code_dim=3).train()
     z_e = torch.randn(2, 3, 4, 4) + 10

@@ -3,6 +3,9 @@
 van den Oord et al. 2017, "Neural Discrete Representation Learning" (VQ-VAE), appendix A.1
 for the exponential-moving-average codebook; dead codes are re-seeded from recent encoder
 outputs, as in Dhariwal et al. 2020 (Jukebox) and Zeghidour et al. 2021 (SoundStream).
+With a rate weight, codes are chosen as in entropy-constrained VQ (Chou, Lookabaugh & Gray 1989):
+each code also costs rate_weight * -log2 of its frequency, so rarely needed near-duplicates lose to
+common codes and the codes carry fewer bits for the prior to model.
 """
 
 from dataclasses import dataclass
@@ -38,21 +41,32 @@ class VectorQuantizer(nn.Module):
         beta: float = 0.25,
         decay: float = 0.99,
         restart_threshold: float = 1.0,
+        rate_weight: float = 0.0,
         eps: float = 1e-5,
     ):
         super().__init__()
+        if rate_weight < 0:
+            raise ValueError(f"rate_weight must be >= 0 (a negative weight would favour rare codes), got {rate_weight}")
         self.num_codes, self.code_dim = num_codes, code_dim
         self.beta, self.decay, self.eps = beta, decay, eps
         self.restart_threshold = restart_threshold
+        self.rate_weight = rate_weight
         self.register_buffer("codebook", torch.randn(num_codes, code_dim) * 0.1)
         self.register_buffer("cluster_size", torch.ones(num_codes))
         self.register_buffer("code_sum", self.codebook.clone())
         self.register_buffer("initialized", torch.tensor(False))
 
+    def code_penalty(self) -> torch.Tensor:
+        """(K,) rate_weight * -log2(frequency of each code), added to its squared distance."""
+        frequencies = self.cluster_size / self.cluster_size.sum()
+        return -self.rate_weight * torch.log2(frequencies.clamp_min(1e-12))
+
     def nearest_codes(self, flat: torch.Tensor) -> torch.Tensor:
-        # |x|^2 is the same for every code, so argmin over -2 x.c + |c|^2 suffices.
-        distances = (self.codebook**2).sum(1) - 2 * flat @ self.codebook.t()  # (N, K)
-        return distances.argmin(dim=1)
+        # |x|^2 is the same for every code, so argmin over -2 x.c + |c|^2 (+ penalty) suffices.
+        costs = (self.codebook**2).sum(1) - 2 * flat @ self.codebook.t()  # (N, K)
+        if self.rate_weight:
+            costs = costs + self.code_penalty()
+        return costs.argmin(dim=1)
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, h, w) -> z_q (B, D, h, w)."""
@@ -101,6 +115,9 @@ class VectorQuantizer(nn.Module):
         if n_dead == 0:
             return
         picks = flat[torch.randint(len(flat), (n_dead,), device=flat.device)]
+        # A restarted code starts as if it were of average use: with a rate weight, a count of ~0
+        # would price it out before it could win any input.
+        count = self.cluster_size.mean() if self.rate_weight else 1.0
         self.codebook[dead] = picks
-        self.code_sum[dead] = picks
-        self.cluster_size[dead] = 1.0
+        self.code_sum[dead] = picks * count
+        self.cluster_size[dead] = count

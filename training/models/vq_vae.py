@@ -42,6 +42,7 @@ class VQVAEConfig:
     beta: float = 0.25  # commitment weight
     ema_decay: float = 0.99
     restart_threshold: float = 1.0  # codes used less than this (EMA count per batch) restart
+    rate_weight: float = 0.0  # entropy-constrained VQ: > 0 trades a little MSE for codes the prior predicts better
 
     @property
     def grid_size(self) -> int:
@@ -100,6 +101,7 @@ class VQVAE(nn.Module):
             beta=config.beta,
             decay=config.ema_decay,
             restart_threshold=config.restart_threshold,
+            rate_weight=config.rate_weight,
         )
         self.decoder = Decoder(config)
 
