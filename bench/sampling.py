@@ -5,28 +5,16 @@
 """
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 from fastapi.testclient import TestClient
 
+from bench.timing import median_seconds
 from service import prior
 from service.config import Settings
 from service.main import create_app
 from service.registry import Registry
 from service.sampling import sample_codes, sample_codes_cached
-
-
-def median_seconds(work: Callable[[], object], repeats: int) -> float:
-    work()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -4,29 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from service.sampling import CachedPrior, sample_codes, sample_codes_cached
+from service.sampling import sample_codes, sample_codes_cached
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
-from training.models.pixelcnn_steps import PixelCNNPositionStep, PixelCNNRowStep
-
-
-def numpy_call(module: torch.nn.Module):
-    def call(*arrays: np.ndarray | None) -> list[np.ndarray]:
-        with torch.no_grad():
-            return [out.numpy() for out in module(*(None if a is None else torch.from_numpy(a) for a in arrays))]
-
-    return call
-
-
-def cached(prior: PixelCNN) -> CachedPrior:
-    c = prior.config
-    return CachedPrior(
-        numpy_call(PixelCNNRowStep(prior)),
-        numpy_call(PixelCNNPositionStep(prior)),
-        c.num_codes,
-        c.layers,
-        c.channels,
-        c.kernel // 2,
-    )
+from training.models.pixelcnn_steps import cached_prior
 
 
 @pytest.mark.parametrize(
@@ -45,7 +25,7 @@ def test_cached_logits_match_the_full_model_at_every_step(config: PixelCNNConfig
             torch.nn.init.normal_(layer.class_bias.weight)
     n, size = 3, config.grid_size
     labels = np.array([0, 2, 1]) if config.num_classes else None
-    steps = cached(prior)
+    steps = cached_prior(prior)
     recorded = []
     position = steps.position
     steps.position = lambda *args: recorded.append(position(*args)) or recorded[-1]

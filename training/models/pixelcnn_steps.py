@@ -11,10 +11,12 @@ so both export to ONNX with fixed shapes besides the batch axis. Codes equal to 
 vocabulary) stand for "outside the grid" and embed to zeros, which is what zero padding gives.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from service.sampling import CachedPrior
 from training.models.pixelcnn import PixelCNN, gate
 
 # Tensors laid out (layers, batch, ...); every other input and output is batch-first.
@@ -128,3 +130,27 @@ class PixelCNNPositionStep(nn.Module):
         _, hidden, _, output = self.prior.head  # ReLU, 1x1 conv, ReLU, 1x1 conv
         logits = linear(F.relu(linear(F.relu(x_here), hidden)), output)
         return logits, torch.stack(outputs)
+
+
+def numpy_step(step: nn.Module, device: torch.device | str = "cpu"):
+    """The step as the service calls a graph: numpy arrays in (None for no labels), numpy arrays out."""
+
+    def call(*arrays: np.ndarray | None) -> list[np.ndarray]:
+        inputs = [None if a is None else torch.from_numpy(a).to(device) for a in arrays]
+        with torch.inference_mode():
+            return [out.cpu().numpy() for out in step(*inputs)]
+
+    return call
+
+
+def cached_prior(prior: PixelCNN, device: torch.device | str = "cpu") -> CachedPrior:
+    """The prior's steps in torch, for the service's cached sampling loop (tests, bench.sampling_torch)."""
+    c = prior.config
+    return CachedPrior(
+        row=numpy_step(PixelCNNRowStep(prior), device),
+        position=numpy_step(PixelCNNPositionStep(prior), device),
+        num_codes=c.num_codes,
+        layers=c.layers,
+        channels=c.channels,
+        half=c.kernel // 2,
+    )
