@@ -22,7 +22,7 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-NEWEST = {VQVAE: 2, VAE: 2, VAE_2D: 1}
+NEWEST = {VQVAE: 3, VAE: 2, VAE_2D: 1}
 
 
 def manifest(model: str, version: int | None = None) -> dict:
@@ -32,7 +32,7 @@ def manifest(model: str, version: int | None = None) -> dict:
 def test_every_bundled_package_loads(client: TestClient) -> None:
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert set(ready.json()["models"]) == {f"{VQVAE}/2", f"{VAE}/1", f"{VAE}/2", f"{VAE_2D}/1"}
+    assert set(ready.json()["models"]) == {f"{VQVAE}/3", f"{VAE}/1", f"{VAE}/2", f"{VAE_2D}/1"}
     assert client.get(f"/v1/models/{VAE}").json()["versions"] == [1, 2]
 
 
