@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from bench.sampling_torch import BUNDLED_PRIOR
 from service.config import Settings
 from service.main import create_app
 
@@ -42,6 +43,14 @@ def test_the_vqvae_meets_its_reconstruction_codebook_and_prior_targets() -> None
     assert bundled["metrics"]["mse"] <= 0.0012 and bundled["metrics"]["codebook_usage"] >= 0.95
     assert bundled["metrics"]["bits_per_code"] <= 3.8 and "code_penalty.npy" in bundled["files"]
     assert all(difference <= 1e-4 for difference in bundled["parity"].values())
+
+
+def test_the_torch_sampling_bench_times_a_prior_of_the_bundled_shape() -> None:
+    # v_above is (layers - 1, N, channels, kernel // 2, W): the cached sampler's row-step input.
+    v_above = manifest(VQVAE)["graphs"]["prior_row"]["inputs"][1]
+    assert v_above["name"] == "v_above"
+    layers, channels, half = v_above["shape"][0] + 1, v_above["shape"][2], v_above["shape"][3]
+    assert (layers, channels, half) == (BUNDLED_PRIOR.layers, BUNDLED_PRIOR.channels, BUNDLED_PRIOR.kernel // 2)
 
 
 def pixels(client: TestClient, path: str, body: dict) -> np.ndarray:
