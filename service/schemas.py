@@ -6,6 +6,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Grid = list[list[int]]  # (h, w) code grid
 Mask = list[list[bool]]
+ImageFormat = Literal["png", "array"]
+FORMAT_HELP = "png: base64 PNGs; array: raw pixels"
+VERSION_HELP = "newest when omitted"
 
 
 class Body(BaseModel):
@@ -30,6 +33,24 @@ class ImagesIn(Body):
 Latents = list[list[float]] | list[list[list[list[float]]]]  # VAE (N, Z) or VQ-VAE (N, D, h, w)
 Latent = list[float] | list[list[list[float]]]  # one of them
 Labels = list[int] | None
+
+
+class ModelQuery(BaseModel):
+    """Query parameters of the event-loop routes (encode, decode), which validate them with one model
+    (see routes/payloads.py, parse_query)."""
+
+    version: int | None = Field(None, ge=1, description=VERSION_HELP)
+
+
+class EncodeQuery(ModelQuery):
+    include: Literal["z_e", "sample"] | None = Field(
+        None, description="z_e: VQ-VAE encoder output; sample: a VAE posterior draw z"
+    )
+    seed: int | None = Field(None, ge=0, lt=2**62, description="include=sample: image i uses seed + i")
+
+
+class DecodeQuery(ModelQuery):
+    image_format: ImageFormat = Field("png", alias="format", description=FORMAT_HELP)
 
 
 class DecodeIn(Body):

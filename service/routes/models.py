@@ -1,7 +1,8 @@
 """The v1 API: list and describe models; encode, decode, sample, interpolate, reconstruct.
 
-Handlers validate the request, call the inference layer, and shape the reply. Encode and decode await
-their batch in the event loop; the longer operations run in a worker thread.
+Handlers validate the request, call the inference layer, and shape the reply. Encode and decode, the hot
+routes, await their batch in the event loop and validate their query string with one pydantic model
+(payloads.parse_query) rather than FastAPI's dependencies; the longer operations run in a worker thread.
 """
 
 import asyncio
@@ -9,7 +10,7 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -17,24 +18,30 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service import inference
-from service.deps import ModelDep, RegistryDep, SettingsDep
+from service.deps import ModelDep, RegistryDep, SettingsDep, lookup_model
 from service.errors import InvalidInputError, UnsupportedMediaTypeError
 from service.registry import LoadedModel
 from service.routes.payloads import (
-    ImageFormat,
     as_array,
     base64_image,
     check_count,
     images_response,
     json_body_schema,
     model_fields,
+    parameters_schema,
+    parse_json,
+    parse_query,
     read_images,
 )
 from service.schemas import (
+    FORMAT_HELP,
     DecodeIn,
+    DecodeQuery,
     EncodeOut,
+    EncodeQuery,
     Endpoint,
     ErrorOut,
+    ImageFormat,
     ImagesIn,
     ImagesOut,
     InpaintIn,
@@ -51,7 +58,7 @@ async def require_json(request: Request) -> None:
 
 ERRORS = {status: {"model": ErrorOut} for status in (401, 404, 413, 415, 422, 503)}
 IMAGE_RESPONSES = {200: {"model": ImagesOut, "content": {"image/png": {}}}, **ERRORS}
-FormatQuery = Annotated[ImageFormat, Query(alias="format", description="png: base64 PNGs; array: raw pixels")]
+FormatQuery = Annotated[ImageFormat, Query(alias="format", description=FORMAT_HELP)]
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERRORS)
 JSON_ONLY = [Depends(require_json)]  # routes whose body is JSON answer 415 to anything else
 
@@ -80,31 +87,28 @@ def get_model(model: ModelDep, registry: RegistryDep) -> dict:
     return describe(model, registry)
 
 
-SeedQuery = Annotated[int | None, Query(ge=0, lt=2**62, description="include=sample: image i uses seed + i")]
 LabelsQuery = Annotated[list[int] | None, Query(description="class-conditional VAE: the class of each image")]
 
 
-@router.post("/{model_id}/encode", response_model=EncodeOut, openapi_extra=json_body_schema(ImagesIn, multipart=True))
-async def encode(
-    request: Request,
-    model: ModelDep,
-    settings: SettingsDep,
-    include: Annotated[
-        Literal["z_e", "sample"] | None, Query(description="z_e: VQ-VAE encoder output; sample: a VAE posterior draw z")
-    ] = None,
-    seed: SeedQuery = None,
-) -> JSONResponse:
+@router.post(
+    "/{model_id}/encode",
+    response_model=EncodeOut,
+    openapi_extra=json_body_schema(ImagesIn, multipart=True) | parameters_schema(EncodeQuery),
+)
+async def encode(request: Request) -> JSONResponse:
     """Images -> VQ-VAE code grids (N, h, w) (+ z_e); VAE posterior mean and logvar (N, Z) (+ a sample z)."""
+    query = parse_query(EncodeQuery, request)
+    model, include = lookup_model(request, query.version), query.include
     kind = model.manifest.kind
     if include is not None and include != {"vqvae": "z_e", "vae": "sample"}[kind]:
         raise InvalidInputError(f"include={include} does not apply to a {kind} model")
     with model.expecting("encoder"):
-        images = await read_images(request, model, settings)
+        images = await read_images(request, model, request.app.state.settings)
         result = await inference.encode_async(model, images)
     if kind == "vae":
         body = {**model_fields(model), "mean": result["mean"].tolist(), "logvar": result["logvar"].tolist()}
         if include == "sample":
-            draw_seed = seed if seed is not None else secrets.randbelow(2**31)
+            draw_seed = query.seed if query.seed is not None else secrets.randbelow(2**31)
             body |= {
                 "z": inference.posterior_sample(result["mean"], result["logvar"], draw_seed).tolist(),
                 "seed": draw_seed,
@@ -133,14 +137,20 @@ async def reconstruct(
     return images_response(request, model, result.pop("images"), image_format, **result)
 
 
-@router.post("/{model_id}/decode", responses=IMAGE_RESPONSES, dependencies=JSON_ONLY)
-async def decode(
-    request: Request, body: DecodeIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
-) -> Response:
+@router.post(
+    "/{model_id}/decode",
+    responses=IMAGE_RESPONSES,
+    openapi_extra=json_body_schema(DecodeIn) | parameters_schema(DecodeQuery),
+)
+async def decode(request: Request) -> Response:
     """VQ-VAE code grids (N, h, w), or continuous latents -> images. A class-conditional VAE takes
     `labels` too: one z decoded as every class is an analogy (Kingma et al. 2014)."""
+    await require_json(request)
+    query = parse_query(DecodeQuery, request)
+    model = lookup_model(request, query.version)
+    body: DecodeIn = parse_json(DecodeIn, await request.body())
     given = body.codes if body.codes is not None else body.latents
-    check_count("items", len(given), settings.MAX_IMAGES)
+    check_count("items", len(given), request.app.state.settings.MAX_IMAGES)
     with model.expecting("decoder"):
         if body.codes is not None:
             inference.require_kind(model, "vqvae", "decoding codes")
@@ -148,7 +158,7 @@ async def decode(
         else:
             latents = as_array(body.latents, "latents", np.float32)
             images = await inference.decode_async(model, latents, body.labels)
-    return images_response(request, model, images, image_format)
+    return images_response(request, model, images, query.image_format)
 
 
 @asynccontextmanager

@@ -63,6 +63,36 @@ def test_unknown_models_versions_and_routes_are_404(client: TestClient, path: st
     assert response.status_code == status and error_code(response) == "not_found"
 
 
+@pytest.mark.parametrize(
+    "operation, query, status, message",
+    [
+        ("encode", "version=1&include=z_e&seed=3", 200, ""),
+        ("encode", "version=0", 422, "query.version: Input should be greater than or equal to 1"),
+        ("encode", "version=one", 422, "query.version: Input should be a valid integer"),
+        ("encode", "include=everything", 422, "query.include: Input should be 'z_e' or 'sample'"),
+        ("encode", "seed=-1", 422, "query.seed: Input should be greater than or equal to 0"),
+        ("encode", "version=9", 404, "has no version 9"),
+        ("decode", "version=1&format=array", 200, ""),
+        ("decode", "format=gif", 422, "query.format: Input should be 'png' or 'array'"),
+        ("decode", "version=9", 404, "has no version 9"),
+    ],
+)
+def test_hot_routes_validate_their_query(
+    client: TestClient, operation: str, query: str, status: int, message: str
+) -> None:
+    """encode and decode read their query string themselves (payloads.parse_query), with FastAPI's error format."""
+    route = f"/v1/models/{UNCONDITIONAL}/{operation}?{query}"
+    if operation == "encode":
+        response = client.post(route, files=[("images", digit_png())])
+    else:
+        response = client.post(route, json={"codes": [[[1] * 7] * 7]})
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.json()["version"] == 1 and ("z_e" in response.json() or operation == "decode")
+    else:
+        assert message in response.json()["error"]["message"]
+
+
 def test_encode_accepts_multipart_base64_and_arrays_alike(client: TestClient) -> None:
     files = [digit_png(0), digit_png(1)]
     upload = client.post(f"/v1/models/{UNCONDITIONAL}/encode", files=[("images", f) for f in files])
@@ -312,6 +342,12 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     for operation in ("encode", "decode", "sample", "interpolate", "reconstruct"):
         assert f"/v1/models/{{model_id}}/{operation}" in paths
     assert "multipart/form-data" in paths["/v1/models/{model_id}/encode"]["post"]["requestBody"]["content"]
+    for operation, names in [
+        ("encode", {"model_id", "version", "include", "seed"}),
+        ("decode", {"model_id", "version", "format"}),
+    ]:
+        parameters = paths[f"/v1/models/{{model_id}}/{operation}"]["post"]["parameters"]
+        assert {p["name"] for p in parameters} == names, operation
 
 
 def test_v2_json_inference_on_every_kind_of_graph(client: TestClient) -> None:
