@@ -159,12 +159,17 @@ def test_a_truncated_multipart_upload_is_400(client: TestClient) -> None:
 def test_unsupported_media_is_415(client: TestClient) -> None:
     response = client.post(f"/v1/models/{UNCONDITIONAL}/encode", content=b"abc", headers={"content-type": "text/plain"})
     assert response.status_code == 415 and error_code(response) == "unsupported_media_type"
-    response = client.post(
-        f"/v1/models/{UNCONDITIONAL}/sample",
-        content=b"n=1",
-        headers={"content-type": "application/x-www-form-urlencoded"},
+    for operation, body in [("sample", b"n=1"), ("decode", b"codes=1")]:
+        response = client.post(
+            f"/v1/models/{UNCONDITIONAL}/{operation}",
+            content=body,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 415, operation
+    broken = client.post(
+        f"/v1/models/{UNCONDITIONAL}/decode", content=b"{codes", headers={"content-type": "application/json"}
     )
-    assert response.status_code == 415
+    assert broken.status_code == 422 and error_code(broken) == "invalid_input"
 
 
 def test_limits_are_enforced(tiny_pipeline: TinyPipeline) -> None:
