@@ -14,8 +14,6 @@ import sys
 from training.cli import add_options, build
 from training.evaluate import EvaluateOptions, evaluate_vqvae
 from training.evaluate_vae import evaluate_vae
-from training.export import ExportOptions, export_vqvae
-from training.export_vae import export_vae
 from training.models.classifier import ClassifierConfig
 from training.models.pixelcnn import PixelCNNConfig
 from training.models.vae import VAEConfig
@@ -87,6 +85,11 @@ def evaluate_command(argv: list[str]) -> None:
 
 
 def export_command(argv: list[str]) -> None:
+    # Imported here, not above: export needs the service's manifest schema (pydantic) and onnxruntime, which a
+    # torch-only GPU machine lacks; every other command runs there (training/gpu.sh).
+    from training.export import ExportOptions, export_vqvae
+    from training.export_vae import export_vae
+
     args = parse("export", "Write the ONNX model package, checked against torch.", argv, ExportOptions)
     options = build(ExportOptions, args)
     print(export_vae(options) if options.vae else export_vqvae(options))
