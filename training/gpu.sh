@@ -5,7 +5,11 @@
 #
 # Before the call, here (gpu/ is ignored: add the line /gpu/ to .git/info/exclude):
 #   mkdir -p gpu && cp ../shared/data/mnist.npz gpu/ && cp runs/vqvae-ecvq/best.pt gpu/vqvae.pt
-# The call: run(command="bash training/gpu.sh", carry=["gpu"], timeout_s=600)
+# The call sends the checkout's tracked files and the carried ones, 64 MiB at most, and the bundled packages
+# alone are more (mnist-vqvae is 79 MB); none is needed there, so call from a throwaway branch without them:
+#   git switch -c gpu-call && git rm -rq exported_models && git commit -qm "gpu call: no packages"
+#   run(command="bash training/gpu.sh", carry=["gpu"], timeout_s=600)
+#   git switch main && git branch -D gpu-call
 # After it, with the files under the reply's files_at (FILES):
 #   python -m training.shards join FILES/prior-gpu runs/prior-gpu/best.pt   # then export here, on the CPU
 #
