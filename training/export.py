@@ -1,9 +1,9 @@
 """Export a trained model as a model package (`python -m training export ...`).
 
-A VQ-VAE and its prior become encoder.onnx, decoder.onnx, prior.onnx (+ the Fast PixelCNN step graphs),
-codebook.npy and samples.png (a VAE: export_vae.py). Every graph is checked against torch with
-onnxruntime; manifest.json describes the package. It appears atomically: assembled in a hidden folder,
-then renamed into place.
+A VQ-VAE and its prior become encoder.onnx, decoder.onnx, prior.onnx (+ the Fast PixelCNN step graphs, whose
+weights are the prior's: shared_weights.bin holds them once), codebook.npy and samples.png (a VAE:
+export_vae.py). Every graph is checked against torch with onnxruntime; manifest.json describes the package.
+It appears atomically: assembled in a hidden folder, then renamed into place.
 """
 
 import io
@@ -27,6 +27,7 @@ from training.data import load_dataset
 from training.models.pixelcnn import PixelCNN
 from training.models.pixelcnn_steps import LAYER_MAJOR, PixelCNNPositionStep, PixelCNNRowStep, example_inputs
 from training.models.vq_vae import VQVAE
+from training.shared_weights import share_tensors
 
 PARITY_TOLERANCE = 1e-4
 
@@ -222,11 +223,15 @@ def assemble(
     version: int,
     manifest: dict,
 ) -> None:
-    specs, parity = {}, {}
+    specs = {
+        name: export_graph(module, inputs, outputs, staging / f"{name}.onnx", options)
+        for name, (module, inputs, outputs) in graphs.items()
+    }
+    share_tensors(staging, [spec.file for spec in specs.values()])
+    parity = {}  # checked on the graphs as written, shared tensors and all
     for name, (module, inputs, outputs) in graphs.items():
-        path = staging / f"{name}.onnx"
-        specs[name] = export_graph(module, inputs, outputs, path, options)
-        parity.update({f"{name}.{k}": v for k, v in max_differences(module, path, inputs, outputs).items()})
+        differences = max_differences(module, staging / specs[name].file, inputs, outputs)
+        parity.update({f"{name}.{k}": v for k, v in differences.items()})
     for name, data in extra_files.items():
         (staging / name).write_bytes(data)
     written = Manifest(

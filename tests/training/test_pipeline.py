@@ -24,6 +24,7 @@ from training.export import (
     max_differences,
 )
 from training.export_vae import export_vae
+from training.shared_weights import SHARED_FILE
 from training.train import train_vqvae
 
 
@@ -39,7 +40,7 @@ def test_package_matches_the_contract(tiny_pipeline: TinyPipeline) -> None:
     assert manifest.num_codes == 16 and manifest.prior.conditional and manifest.prior.num_classes == 10
     assert manifest.opset >= 17
     graphs = {"encoder", "decoder", "prior", "prior_row", "prior_position"}
-    assert set(manifest.files) == {f"{g}.onnx" for g in graphs} | {"codebook.npy", "samples.png"}
+    assert set(manifest.files) == {f"{g}.onnx" for g in graphs} | {"codebook.npy", "samples.png", SHARED_FILE}
     for name, digest in manifest.files.items():
         assert sha256_file(package / name) == digest
     assert all(value <= PARITY_TOLERANCE for value in manifest.parity.values())
