@@ -14,7 +14,7 @@
 #   python -m training.shards join FILES/prior-gpu runs/prior-gpu/best.pt   # then export here, on the CPU
 #
 # Stages, in order (STAGES, default "sampler prior"), each under its own time limit so that one running long
-# leaves the next its time:
+# leaves the next its time; the defaults' limits add up to under 9 minutes, inside the call's 10:
 #   sampler  bench.sampling_torch on the GPU: forward pass, naive and cached sampling (issue: fast sampling)
 #   prior    a wider PixelCNN prior on the carried VQ-VAE's codes, evaluated there (Inception Score and all)
 #   vae      the ResNet VAE, evaluated there (NLL with k = 5000)
@@ -28,7 +28,7 @@ STAGES=${STAGES:-sampler prior}
 PRIOR_CHANNELS=${PRIOR_CHANNELS:-256}
 PRIOR_DROPOUT=${PRIOR_DROPOUT:-0.3}  # 0.2 overfits at 192 channels already (README)
 PRIOR_EPOCHS=${PRIOR_EPOCHS:-40}
-PRIOR_MINUTES=${PRIOR_MINUTES:-6}
+PRIOR_MINUTES=${PRIOR_MINUTES:-5}
 VAE_EPOCHS=${VAE_EPOCHS:-200}
 VAE_MINUTES=${VAE_MINUTES:-4}
 EVALUATE_MINUTES=${EVALUATE_MINUTES:-2}
@@ -48,7 +48,7 @@ for stage in $STAGES; do
   case $stage in
     sampler)
       say "sampler timing on $DEVICE"
-      limited 2 python3 -m bench.sampling_torch --device "$DEVICE"
+      limited 1.5 python3 -m bench.sampling_torch --device "$DEVICE"
       ;;
     prior)
       say "prior: $PRIOR_CHANNELS channels, dropout $PRIOR_DROPOUT, $PRIOR_EPOCHS epochs, at most $PRIOR_MINUTES min"
