@@ -47,9 +47,7 @@ def split(checkpoint: str | Path, prefix: str | Path, max_mib: float = 15.0, hal
 def join(prefix: str | Path, out: str | Path) -> Path:
     """One checkpoint from every part of PREFIX; an error names any part that is missing."""
     prefix = Path(prefix)
-    parts = [
-        torch.load(p, map_location="cpu", weights_only=False) for p in prefix.parent.glob(f"{prefix.name}.*-of-*.pt")
-    ]
+    parts = [load_checkpoint(path) for path in prefix.parent.glob(f"{prefix.name}.*-of-*.pt")]
     if not parts:
         raise FileNotFoundError(f"no parts {prefix}.I-of-N.pt")
     parts.sort(key=lambda part: part["part"][0])

@@ -19,18 +19,20 @@ def share_tensors(folder: Path, graph_files: list[str]) -> bool:
     """Rewrites the graphs in `folder` so that each tensor two or more of them hold is stored once, in
     SHARED_FILE; returns whether there was any."""
     models = {name: onnx.load(folder / name) for name in graph_files}
+    keys = {name: [digest(tensor) for tensor in model.graph.initializer] for name, model in models.items()}
     holders: dict[bytes, set[str]] = {}
-    for name, model in models.items():
-        for tensor in model.graph.initializer:
-            holders.setdefault(digest(tensor), set()).add(name)
+    for name, model_keys in keys.items():
+        for key in model_keys:
+            holders.setdefault(key, set()).add(name)
     shared = {key for key, names in holders.items() if len(names) > 1}
     if not shared:
         return False
     placed: dict[bytes, tuple[int, int]] = {}  # digest -> (offset, length) in SHARED_FILE
     with open(folder / SHARED_FILE, "wb") as out:
         for name, model in models.items():
-            for tensor in model.graph.initializer:
-                key = digest(tensor)
+            if shared.isdisjoint(keys[name]):
+                continue  # holds nothing shared: the graph as exported stays
+            for tensor, key in zip(model.graph.initializer, keys[name], strict=True):
                 if key not in shared:
                     continue
                 if key not in placed:
