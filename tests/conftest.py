@@ -58,8 +58,9 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
     rate_vqvae = train_vqvae(
         replace(run_options(root / "vqvae-rate", epochs=1), init=str(vqvae)), replace(TINY_VQVAE, rate_weight=0.05)
     )
+    # ... and its prior trains on jittered images encoded batch by batch (--augment).
     unconditional = train_prior(
-        run_options(root / "prior-uncond", epochs=1), PriorOptions(vqvae=str(rate_vqvae)), TINY_PRIOR
+        run_options(root / "prior-uncond", epochs=1), PriorOptions(vqvae=str(rate_vqvae), augment=0.5), TINY_PRIOR
     )
     classifier = train_classifier(run_options(root / "classifier"), ClassifierConfig(channels=4, hidden=16))
     evaluation = root / "evaluation.json"

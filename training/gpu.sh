@@ -27,6 +27,7 @@ DEVICE=${DEVICE:-cuda}
 STAGES=${STAGES:-sampler prior}
 PRIOR_CHANNELS=${PRIOR_CHANNELS:-256}
 PRIOR_DROPOUT=${PRIOR_DROPOUT:-0.3}  # 0.2 overfits at 192 channels already (README)
+PRIOR_AUGMENT=${PRIOR_AUGMENT:-0.5}  # share of moved digits per batch (train_prior --augment); 0: none
 PRIOR_EPOCHS=${PRIOR_EPOCHS:-40}
 PRIOR_MINUTES=${PRIOR_MINUTES:-5}
 VAE_EPOCHS=${VAE_EPOCHS:-200}
@@ -51,10 +52,11 @@ for stage in $STAGES; do
       limited 1.5 python3 -m bench.sampling_torch --device "$DEVICE"
       ;;
     prior)
-      say "prior: $PRIOR_CHANNELS channels, dropout $PRIOR_DROPOUT, $PRIOR_EPOCHS epochs, at most $PRIOR_MINUTES min"
+      say "prior: $PRIOR_CHANNELS channels, dropout $PRIOR_DROPOUT, augment $PRIOR_AUGMENT, $PRIOR_EPOCHS epochs," \
+        "at most $PRIOR_MINUTES min"
       limited "$PRIOR_MINUTES" python3 -m training prior --data gpu/mnist.npz --vqvae gpu/vqvae.pt \
         --out "$RUNS/prior-gpu" --device "$DEVICE" --channels "$PRIOR_CHANNELS" --layers 12 --kernel 3 \
-        --head-hidden 512 --dropout "$PRIOR_DROPOUT" --bf16 --epochs "$PRIOR_EPOCHS"
+        --head-hidden 512 --dropout "$PRIOR_DROPOUT" --augment "$PRIOR_AUGMENT" --bf16 --epochs "$PRIOR_EPOCHS"
       [ -f "$RUNS/prior-gpu/best.pt" ] || { echo "no prior checkpoint: not one epoch finished"; continue; }
       cat "$RUNS/prior-gpu/metrics.jsonl"
       limited "$EVALUATE_MINUTES" python3 -m training evaluate --data gpu/mnist.npz --vqvae gpu/vqvae.pt \

@@ -32,7 +32,7 @@ class RunOptions:
     device: str = "auto"  # auto: CUDA when present, CPU otherwise
     bf16: bool = False  # bfloat16 autocast: ~2x faster on CPUs with AVX512-BF16 and on GPUs
     resume: bool = False  # continue from <out>/last.pt
-    init: str | None = None  # fine-tune: start from this checkpoint's weights (same architecture), epoch 0
+    init: str | None = None  # fine-tune: start from this checkpoint's weights (same layers, new ones may be added)
 
 
 def pick_device(name: str) -> torch.device:

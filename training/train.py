@@ -64,6 +64,16 @@ def vqvae_loss(model: VQVAE, images: torch.Tensor, labels: torch.Tensor, step: i
     return model(images)[2]
 
 
+def init_weights(model: torch.nn.Module, checkpoint: str, device: torch.device) -> None:
+    """Fine-tuning: every weight of `checkpoint` goes into `model`. Weights the model adds on top (a new bias,
+    say) keep their initial values; weights the model lacks are an error, as is any shape that differs."""
+    missing, unexpected = model.load_state_dict(load_checkpoint(checkpoint, device)["model"], strict=False)
+    if unexpected:
+        raise ValueError(f"{checkpoint} holds weights this model does not have: {', '.join(unexpected)}")
+    if missing:
+        print(f"starting from {checkpoint}; new weights keep their initial values: {', '.join(missing)}")
+
+
 def fit(
     run: Run,
     model: torch.nn.Module,
@@ -79,7 +89,7 @@ def fit(
     optimizer = make_optimizer(model, run.options)
     start_epoch, best = 0, float("inf")
     if run.options.init and not run.options.resume:
-        model.load_state_dict(load_checkpoint(run.options.init, run.device)["model"])
+        init_weights(model, run.options.init, run.device)
     if state := run.resume_state():
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

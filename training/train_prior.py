@@ -1,7 +1,9 @@
 """Stage 2: train the PixelCNN prior on the code grids of the training set (`python -m training prior ...`).
 
 As in the VQ-VAE paper, the dataset is encoded once with the frozen stage-1 model; the prior
-then learns p(codes) (or p(codes | class)) by maximum likelihood.
+then learns p(codes) (or p(codes | class)) by maximum likelihood. With `--augment S`, a share S
+of each batch's images is moved a little (augment.py) and the batch is encoded on the fly instead;
+the prior learns a bias for the moved rows (PixelCNNConfig.moved_bias) that sampling leaves out.
 """
 
 from dataclasses import asdict, dataclass
@@ -10,23 +12,40 @@ from pathlib import Path
 import torch
 
 from service.images import png_bytes, tile
+from training.augment import AffineJitter, jitter
 from training.checkpoint import load_model
 from training.data import ImageSet, load_dataset
 from training.evaluate import encode_codes, prior_nll
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
 from training.models.vq_vae import VQVAE
 from training.run import Run, RunOptions
-from training.train import fit
+from training.train import LossFn, fit
 
 
 @dataclass
 class PriorOptions:
     vqvae: str = "runs/vqvae/best.pt"  # the stage-1 checkpoint whose codes the prior models
     conditional: bool = False  # condition on the dataset's class labels
+    augment: float = 0.0  # share of training images randomly rotated, zoomed and shifted before encoding, per batch
 
 
-def prior_loss(prior: PixelCNN, codes: torch.Tensor, labels: torch.Tensor, step: int) -> torch.Tensor:
-    return prior(codes, labels if prior.config.num_classes else None)[1]
+def prior_loss(
+    prior: PixelCNN, codes: torch.Tensor, labels: torch.Tensor, step: int, moved: torch.Tensor | None = None
+) -> torch.Tensor:
+    return prior(codes, labels if prior.config.num_classes else None, moved)[1]
+
+
+def jittered_prior_loss(vqvae: VQVAE, settings: AffineJitter) -> LossFn:
+    """The prior's loss on the codes of a batch of images, a share of them moved first."""
+
+    def loss(prior: PixelCNN, images: torch.Tensor, labels: torch.Tensor, step: int) -> torch.Tensor:
+        # Full precision, so that the codes are those encode_codes gives (bfloat16 could flip a nearest code).
+        with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
+            images, moved = jitter(images, settings)
+            codes = vqvae.encode(images)[1]
+        return prior_loss(prior, codes, labels, step, moved)
+
+    return loss
 
 
 def save_samples(vqvae: VQVAE, prior: PixelCNN, path: Path, n: int = 64, seed: int = 0) -> None:
@@ -50,18 +69,23 @@ def train_prior(options: RunOptions, prior_options: PriorOptions, config: PixelC
             "num_codes": vqvae.config.num_codes,
             "grid_size": vqvae.config.grid_size,
             "num_classes": num_classes,
+            "moved_bias": prior_options.augment > 0,
         }
     )
-    print(f"encoding {len(splits.train)} training and {len(splits.val)} validation images to codes")
-    # Code grids ride in an ImageSet so that the same batching and training loop serve them.
-    train_codes = ImageSet(encode_codes(vqvae, splits.train, run.device), splits.train.labels)
+    vqvae.eval()
+    if prior_options.augment:
+        train_set, loss = splits.train, jittered_prior_loss(vqvae, AffineJitter(prior_options.augment))
+    else:
+        print(f"encoding {len(splits.train)} training images to codes")
+        # Code grids ride in an ImageSet so that the same batching and training loop serve them.
+        train_set, loss = ImageSet(encode_codes(vqvae, splits.train, run.device), splits.train.labels), prior_loss
     val_codes = ImageSet(encode_codes(vqvae, splits.val, run.device), splits.val.labels)
     prior = PixelCNN(config).to(run.device)
     best = fit(
         run,
         prior,
-        train_codes,
-        prior_loss,
+        train_set,
+        loss,
         lambda: prior_nll(prior, val_codes, run.device),
         "bits_per_code",
         "prior",

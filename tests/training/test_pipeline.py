@@ -24,8 +24,9 @@ from training.export import (
     max_differences,
 )
 from training.export_vae import export_vae
+from training.models.pixelcnn import PixelCNN, PixelCNNConfig
 from training.shared_weights import SHARED_FILE
-from training.train import train_vqvae
+from training.train import init_weights, train_vqvae
 
 
 def session(package: Path, graph: str) -> ort.InferenceSession:
@@ -138,6 +139,20 @@ def test_fine_tuning_starts_from_the_given_checkpoint(tiny_pipeline: TinyPipelin
     # At a learning rate of 0 only the EMA codebook moves; every trained weight is the checkpoint's.
     for (name, weight), (_, original) in zip(tuned.named_parameters(), start.named_parameters(), strict=True):
         assert torch.equal(weight, original), name
+
+
+def test_fine_tuning_may_add_weights_but_not_drop_them(
+    tiny_pipeline: TinyPipeline, capsys: pytest.CaptureFixture
+) -> None:
+    start = load_checkpoint(tiny_pipeline.prior)
+    config = PixelCNNConfig(**start["config"])
+    grown = PixelCNN(replace(config, moved_bias=True))
+    init_weights(grown, str(tiny_pipeline.prior), torch.device("cpu"))
+    assert "new weights keep their initial values: layers.0.moved_bias" in capsys.readouterr().out
+    for name, weight in start["model"].items():
+        assert torch.equal(grown.state_dict()[name], weight), name
+    with pytest.raises(ValueError, match="class_bias"):
+        init_weights(PixelCNN(replace(config, num_classes=0)), str(tiny_pipeline.prior), torch.device("cpu"))
 
 
 def test_command_line_trains_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -61,3 +61,14 @@ def test_sampling_is_seeded_and_respects_vocabulary() -> None:
     again = prior.sample(3, generator=torch.Generator().manual_seed(1))
     assert first.shape == (3, 5, 5) and torch.equal(first, again)
     assert first.min() >= 0 and first.max() < 10
+
+
+def test_the_moved_bias_touches_only_the_moved_rows() -> None:
+    prior = make_prior(moved_bias=True)
+    for layer in prior.layers:
+        torch.nn.init.normal_(layer.moved_bias)
+    codes = torch.randint(0, 10, (3, 5, 5))
+    plain = prior.logits(codes)
+    marked = prior.logits(codes, moved=torch.tensor([True, False, False]))
+    assert torch.equal(marked[1:], plain[1:])
+    assert not torch.allclose(marked[0], plain[0])

@@ -12,7 +12,7 @@ from training.models.pixelcnn_steps import cached_prior
 @pytest.mark.parametrize(
     "config",
     [
-        PixelCNNConfig(num_codes=12, grid_size=5, channels=8, layers=4, kernel=3, head_hidden=16),
+        PixelCNNConfig(num_codes=12, grid_size=5, channels=8, layers=4, kernel=3, head_hidden=16, moved_bias=True),
         PixelCNNConfig(num_codes=12, grid_size=7, channels=8, layers=3, kernel=5, head_hidden=16, num_classes=3),
         PixelCNNConfig(num_codes=6, grid_size=4, channels=4, layers=2, kernel=7, head_hidden=8),
     ],
@@ -20,9 +20,11 @@ from training.models.pixelcnn_steps import cached_prior
 def test_cached_logits_match_the_full_model_at_every_step(config: PixelCNNConfig) -> None:
     torch.manual_seed(0)
     prior = PixelCNN(config).eval()
-    for layer in prior.layers:  # class biases start at zero-mean noise; make them matter
+    for layer in prior.layers:  # class biases start at zero-mean noise, moved biases at zero; make them matter
         if layer.class_bias is not None:
             torch.nn.init.normal_(layer.class_bias.weight)
+        if layer.moved_bias is not None:  # a training-only bias: sampling must leave it out
+            torch.nn.init.normal_(layer.moved_bias)
     n, size = 3, config.grid_size
     labels = np.array([0, 2, 1]) if config.num_classes else None
     steps = cached_prior(prior)

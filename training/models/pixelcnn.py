@@ -4,6 +4,10 @@ van den Oord et al. 2016, "Conditional Image Generation with PixelCNN Decoders":
 stack sees every row above, a horizontal stack sees the pixels to the left in the current row,
 so the receptive field has no blind spot. The first layer excludes the current position
 (mask A); later layers may include it (mask B) because their inputs already exclude it.
+
+With `moved_bias`, training may mix in the codes of randomly moved images (distribution
+augmentation, Jun et al. 2020): each layer learns a bias that is added for those rows only, so
+the net is told which distribution a row comes from, and sampling (no bias) keeps to the real one.
 """
 
 from dataclasses import dataclass
@@ -32,7 +36,7 @@ def gate(x: torch.Tensor) -> torch.Tensor:
 
 
 class GatedLayer(nn.Module):
-    def __init__(self, channels: int, kernel: int, first: bool, num_classes: int, dropout: float):
+    def __init__(self, channels: int, kernel: int, first: bool, num_classes: int, dropout: float, moved_bias: bool):
         super().__init__()
         half = kernel // 2
         # Vertical kernel covers rows [i - half, i]; the first layer drops row i itself.
@@ -46,11 +50,12 @@ class GatedLayer(nn.Module):
         self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.horizontal_out = nn.Conv2d(channels, channels, 1)
         self.class_bias = nn.Embedding(num_classes, 4 * channels) if num_classes else None
+        self.moved_bias = nn.Parameter(torch.zeros(4 * channels)) if moved_bias else None
         self.dropout = nn.Dropout(dropout)
         self.residual = not first  # the first layer's input is the unmasked current code
 
     def forward(
-        self, x_v: torch.Tensor, x_h: torch.Tensor, labels: torch.Tensor | None
+        self, x_v: torch.Tensor, x_h: torch.Tensor, labels: torch.Tensor | None, moved: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         H, W = x_v.shape[-2:]
         v = self.vertical(x_v)[:, :, :H, :]  # (B, 2C, H, W), rows strictly above
@@ -58,6 +63,9 @@ class GatedLayer(nn.Module):
         h = h + self.vertical_to_horizontal(v)
         if self.class_bias is not None:
             v_bias, h_bias = self.class_bias(labels)[:, :, None, None].chunk(2, dim=1)
+            v, h = v + v_bias, h + h_bias
+        if moved is not None:
+            v_bias, h_bias = (moved[:, None].to(v.dtype) * self.moved_bias)[:, :, None, None].chunk(2, dim=1)
             v, h = v + v_bias, h + h_bias
         out_v = gate(v)
         out_h = self.horizontal_out(self.dropout(gate(h)))
@@ -76,6 +84,7 @@ class PixelCNNConfig:
     head_hidden: int = 512
     num_classes: int = 0  # 0: unconditional; >0: class-conditional prior
     dropout: float = 0.1
+    moved_bias: bool = False  # learn a per-layer bias for rows whose images were moved (train_prior --augment)
 
 
 class PixelCNN(nn.Module):
@@ -87,7 +96,12 @@ class PixelCNN(nn.Module):
         self.embed = nn.Embedding(config.num_codes, config.channels)
         self.layers = nn.ModuleList(
             GatedLayer(
-                config.channels, config.kernel, first=i == 0, num_classes=config.num_classes, dropout=config.dropout
+                config.channels,
+                config.kernel,
+                first=i == 0,
+                num_classes=config.num_classes,
+                dropout=config.dropout,
+                moved_bias=config.moved_bias,
             )
             for i in range(config.layers)
         )
@@ -98,17 +112,22 @@ class PixelCNN(nn.Module):
             nn.Conv2d(config.head_hidden, config.num_codes, 1),
         )
 
-    def logits(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Codes (B, h, w) int64 -> logits (B, K, h, w) of each code given those before it."""
+    def logits(
+        self, codes: torch.Tensor, labels: torch.Tensor | None = None, moved: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Codes (B, h, w) int64 -> logits (B, K, h, w) of each code given those before it; `moved` (B,) bool
+        marks the rows that come from moved images (only while training with moved_bias)."""
         x = self.embed(codes).permute(0, 3, 1, 2)  # (B, C, h, w)
         x_v, x_h = x, x
         for layer in self.layers:
-            x_v, x_h = layer(x_v, x_h, labels)
+            x_v, x_h = layer(x_v, x_h, labels, moved)
         return self.head(x_h)
 
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, codes: torch.Tensor, labels: torch.Tensor | None = None, moved: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (logits, mean NLL in nats per code)."""
-        logits = self.logits(codes, labels)
+        logits = self.logits(codes, labels, moved)
         return logits, F.cross_entropy(logits.float(), codes)
 
     @torch.no_grad()
