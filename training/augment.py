@@ -20,6 +20,10 @@ class AffineJitter:
     scale: float = 0.1  # zoom factor in [1 - scale, 1 + scale]
     shift: float = 2.0  # translation in [-shift, shift] pixels along each axis
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.share <= 1:
+            raise ValueError(f"the share of moved images must lie in [0, 1], not {self.share}")
+
 
 def uniform(n: int, bound: float, device: torch.device) -> torch.Tensor:
     return (torch.rand(n, device=device) * 2 - 1) * bound

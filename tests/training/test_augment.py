@@ -32,6 +32,12 @@ def test_share_zero_leaves_the_batch_alone() -> None:
     assert out is images and not moved.any()
 
 
+@pytest.mark.parametrize("share", [-0.5, 1.5])
+def test_a_share_outside_zero_to_one_is_refused(share: float) -> None:
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        AffineJitter(share)
+
+
 def test_a_move_of_size_zero_is_the_identity() -> None:
     images = blobs(8)
     still = AffineJitter(1.0, degrees=0.0, scale=0.0, shift=0.0)
