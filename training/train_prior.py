@@ -72,7 +72,6 @@ def train_prior(options: RunOptions, prior_options: PriorOptions, config: PixelC
             "moved_bias": prior_options.augment > 0,
         }
     )
-    vqvae.eval()
     if prior_options.augment:
         train_set, loss = splits.train, jittered_prior_loss(vqvae, AffineJitter(prior_options.augment))
     else:

@@ -54,6 +54,15 @@ class GatedLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.residual = not first  # the first layer's input is the unmasked current code
 
+    def row_bias(self, labels: torch.Tensor | None, moved: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, 4C): each row's class bias plus, for moved rows, the moved bias; None when neither applies."""
+        biases = []
+        if self.class_bias is not None:
+            biases.append(self.class_bias(labels))
+        if moved is not None:
+            biases.append(moved[:, None].to(self.moved_bias.dtype) * self.moved_bias)
+        return sum(biases) if biases else None
+
     def forward(
         self, x_v: torch.Tensor, x_h: torch.Tensor, labels: torch.Tensor | None, moved: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,11 +70,9 @@ class GatedLayer(nn.Module):
         v = self.vertical(x_v)[:, :, :H, :]  # (B, 2C, H, W), rows strictly above
         h = self.horizontal(x_h)[:, :, :, :W]  # (B, 2C, H, W), columns to the left
         h = h + self.vertical_to_horizontal(v)
-        if self.class_bias is not None:
-            v_bias, h_bias = self.class_bias(labels)[:, :, None, None].chunk(2, dim=1)
-            v, h = v + v_bias, h + h_bias
-        if moved is not None:
-            v_bias, h_bias = (moved[:, None].to(v.dtype) * self.moved_bias)[:, :, None, None].chunk(2, dim=1)
+        bias = self.row_bias(labels, moved)
+        if bias is not None:
+            v_bias, h_bias = bias[:, :, None, None].chunk(2, dim=1)
             v, h = v + v_bias, h + h_bias
         out_v = gate(v)
         out_h = self.horizontal_out(self.dropout(gate(h)))
