@@ -113,6 +113,10 @@ class CachedPrior:
     half: int  # kernel // 2
 
 
+# (logits (n, K) of the rows filled at (i, j), those rows as an (N,) mask, i, j) -> their codes (n,)
+PickFn = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
+
+
 def sample_codes_cached(
     prior: CachedPrior,
     codes: np.ndarray,
@@ -124,6 +128,22 @@ def sample_codes_cached(
     should_stop: StopFn | None = None,
 ) -> np.ndarray:
     """The same draws as sample_codes (same seeds, same codes), at the cost of about one forward pass."""
+    settings = RowSettings.of(len(codes), seed, temperature, top_k)
+    return fill_codes_cached(
+        prior, codes, mask, lambda logits, rows, i, j: draw_rows(logits, rows, settings), labels, should_stop
+    )
+
+
+def fill_codes_cached(
+    prior: CachedPrior,
+    codes: np.ndarray,
+    mask: np.ndarray,
+    pick: PickFn,
+    labels: np.ndarray | None = None,
+    should_stop: StopFn | None = None,
+) -> np.ndarray:
+    """Fills the positions where `mask` (N, h, w) is True, in raster order, with what `pick` makes of the prior's
+    logits there (a draw when sampling; training's guided codes weigh them against a distortion)."""
     n, h, w = codes.shape
     half, layers, channels = prior.half, prior.layers, prior.channels
     # Codes padded with K ("outside the grid") above and to the left, caches with zeros, and the caches laid out
@@ -131,7 +151,6 @@ def sample_codes_cached(
     padded = np.full((n, half + h, half + w), prior.num_codes, np.int64)
     padded[:, half:, half:] = codes
     vertical = np.zeros((half + h, layers - 1, n, channels, w), np.float32)  # [half + i]: layer inputs at row i
-    settings = RowSettings.of(n, seed, temperature, top_k)
     for i in range(h):
         codes_above = np.ascontiguousarray(padded[:, i : i + half, half:])
         v_above = np.ascontiguousarray(np.moveaxis(vertical[i : i + half], 0, 3))  # (L-1, N, C, half, W)
@@ -145,5 +164,5 @@ def sample_codes_cached(
             logits, horizontal[half + j] = prior.position(codes_left, h_left, v_columns[j], labels)
             rows = mask[:, i, j]
             if rows.any():
-                padded[rows, half + i, half + j] = draw_rows(logits[rows], rows, settings)
+                padded[rows, half + i, half + j] = pick(logits[rows], rows, i, j)
     return padded[:, half:, half:].copy()

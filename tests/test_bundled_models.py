@@ -6,12 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from bench.sampling_torch import BUNDLED_PRIOR
 from service.config import Settings
 from service.main import create_app
+from training.checkpoint import load_model
 
 BUNDLED = Path(__file__).resolve().parents[1] / "exported_models"
 VQVAE, VAE, VAE_2D = "mnist-vqvae", "mnist-vae", "mnist-vae-2d"
@@ -23,7 +26,7 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-NEWEST = {VQVAE: 3, VAE: 2, VAE_2D: 1}
+NEWEST = {VQVAE: 4, VAE: 2, VAE_2D: 1}
 
 
 def manifest(model: str, version: int | None = None) -> dict:
@@ -33,7 +36,7 @@ def manifest(model: str, version: int | None = None) -> dict:
 def test_every_bundled_package_loads(client: TestClient) -> None:
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert set(ready.json()["models"]) == {f"{VQVAE}/3", f"{VAE}/1", f"{VAE}/2", f"{VAE_2D}/1"}
+    assert set(ready.json()["models"]) == {f"{VQVAE}/4", f"{VAE}/1", f"{VAE}/2", f"{VAE_2D}/1"}
     assert client.get(f"/v1/models/{VAE}").json()["versions"] == [1, 2]
 
 
@@ -51,6 +54,22 @@ def test_the_torch_sampling_bench_times_a_prior_of_the_bundled_shape() -> None:
     assert v_above["name"] == "v_above"
     layers, channels, half = v_above["shape"][0] + 1, v_above["shape"][2], v_above["shape"][3]
     assert (layers, channels, half) == (BUNDLED_PRIOR.layers, BUNDLED_PRIOR.channels, BUNDLED_PRIOR.kernel // 2)
+
+
+def test_the_bundled_vqvae_reads_back_as_its_torch_models() -> None:
+    """What `--vqvae/--prior exported_models/mnist-vqvae/N` trains and evaluates with (package_checkpoint.py)."""
+    package = BUNDLED / VQVAE / str(NEWEST[VQVAE])
+    vqvae, prior = load_model(package, "vqvae"), load_model(package, "prior")
+    graphs = {name: ort.InferenceSession(str(package / f"{name}.onnx")) for name in ("encoder", "decoder", "prior")}
+    codes = np.random.default_rng(0).integers(0, 512, (32, 7, 7))
+    codebook = np.load(package / "codebook.npy")
+    images = graphs["decoder"].run(None, {"z_q": np.ascontiguousarray(codebook[codes].transpose(0, 3, 1, 2))})[0]
+    with torch.no_grad():
+        assert np.array_equal(
+            vqvae.encode(torch.from_numpy(images))[1].numpy(), graphs["encoder"].run(None, {"image": images})[1]
+        )
+        logits = prior.logits(torch.from_numpy(codes)).numpy()
+    assert np.abs(logits - graphs["prior"].run(None, {"codes": codes})[0]).max() <= 1e-4
 
 
 def pixels(client: TestClient, path: str, body: dict) -> np.ndarray:

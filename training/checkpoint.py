@@ -10,6 +10,7 @@ from training.models.classifier import Classifier, ClassifierConfig
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
 from training.models.vae import VAE, VAEConfig
 from training.models.vq_vae import VQVAE, VQVAEConfig
+from training.package_checkpoint import checkpoint_from_package, is_package
 
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "vqvae": (VQVAE, VQVAEConfig),
@@ -19,8 +20,15 @@ MODELS: dict[str, tuple[type[nn.Module], type]] = {
 }
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", kind: str = "") -> dict[str, Any]:
+    """A checkpoint file, or the checkpoint of the `kind` model in a VQ-VAE package folder."""
     path = Path(path)
+    if is_package(path):
+        if not kind:
+            raise ValueError(f"{path} is a model package: it reads back as a checkpoint only for a given kind")
+        state = checkpoint_from_package(path, kind)
+        state["model"] = {name: tensor.to(device) for name, tensor in state["model"].items()}
+        return state
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return torch.load(path, map_location=device, weights_only=False)
@@ -28,10 +36,14 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
 
 def load_model(path: str | Path, kind: str, device: torch.device | str = "cpu") -> Any:
     """The model of `kind` saved at `path`, in eval mode on `device`."""
-    state = load_checkpoint(path, device)
+    state = load_checkpoint(path, device, kind)
     if state.get("kind") != kind:
         raise ValueError(f"{path} holds a {state.get('kind')!r} checkpoint, expected {kind!r}")
     model_class, config_class = MODELS[kind]
     model = model_class(config_class(**state["config"])).to(device)
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def kind_of(model: nn.Module) -> str:
+    return next(kind for kind, (model_class, _) in MODELS.items() if isinstance(model, model_class))

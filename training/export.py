@@ -295,6 +295,10 @@ def export_vqvae(options: ExportOptions) -> Path:
         code_dim=config.code_dim,
         prior=PriorSpec(conditional=prior.config.num_classes > 0, num_classes=prior.config.num_classes),
         training=provenance(
-            {"vqvae": load_checkpoint(options.vqvae), "prior": load_checkpoint(options.prior)}, options
+            {
+                kind: load_checkpoint(path, kind=kind)
+                for kind, path in (("vqvae", options.vqvae), ("prior", options.prior))
+            },
+            options,
         ),
     )

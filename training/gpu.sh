@@ -4,7 +4,8 @@
 # no pydantic or FastAPI: every `python -m training` command but export runs there.
 #
 # Before the call, here (gpu/ is ignored: add the line /gpu/ to .git/info/exclude):
-#   mkdir -p gpu && cp ../shared/data/mnist.npz gpu/ && cp runs/vqvae-ecvq/best.pt gpu/vqvae.pt
+#   mkdir -p gpu && cp ../shared/data/mnist.npz gpu/
+#   python -m training.package_checkpoint exported_models/mnist-vqvae/4 gpu/vqvae.pt --prior gpu/prior.pt
 # The call sends the checkout's tracked files and the carried ones, 64 MiB at most, and the bundled packages
 # alone are more (mnist-vqvae is 79 MB); none is needed there, so call from a throwaway branch without them:
 #   git switch -c gpu-call && git rm -rq exported_models && git commit -qm "gpu call: no packages"
@@ -16,7 +17,8 @@
 # Stages, in order (STAGES, default "sampler prior"), each under its own time limit so that one running long
 # leaves the next its time; the defaults' limits add up to under 9 minutes, inside the call's 10:
 #   sampler  bench.sampling_torch on the GPU: forward pass, naive and cached sampling (issue: fast sampling)
-#   prior    a wider PixelCNN prior on the carried VQ-VAE's codes, evaluated there (Inception Score and all)
+#   prior    a wider PixelCNN prior on the carried VQ-VAE's codes, guided by the carried prior (guided_codes.py),
+#            evaluated there (Inception Score and all)
 #   vae      the ResNet VAE, evaluated there (NLL with k = 5000)
 # Everything printed goes to $OUT/log.txt; trained weights come back as parts of at most 15 MiB (training/shards.py),
 # at most 8 files in all.
@@ -27,7 +29,8 @@ DEVICE=${DEVICE:-cuda}
 STAGES=${STAGES:-sampler prior}
 PRIOR_CHANNELS=${PRIOR_CHANNELS:-256}
 PRIOR_DROPOUT=${PRIOR_DROPOUT:-0.3}  # 0.2 overfits at 192 channels already (README)
-PRIOR_AUGMENT=${PRIOR_AUGMENT:-0.5}  # share of moved digits per batch (train_prior --augment); 0: none
+PRIOR_GUIDE_WEIGHT=${PRIOR_GUIDE_WEIGHT:-0.3}  # 0: the encoder's codes; else chosen with gpu/prior.pt's rate (README)
+PRIOR_AUGMENT=${PRIOR_AUGMENT:-0}  # share of moved digits per batch (train_prior --augment); only without a guide
 PRIOR_EPOCHS=${PRIOR_EPOCHS:-40}
 PRIOR_MINUTES=${PRIOR_MINUTES:-5}
 VAE_EPOCHS=${VAE_EPOCHS:-200}
@@ -52,11 +55,14 @@ for stage in $STAGES; do
       limited 1.5 python3 -m bench.sampling_torch --device "$DEVICE"
       ;;
     prior)
-      say "prior: $PRIOR_CHANNELS channels, dropout $PRIOR_DROPOUT, augment $PRIOR_AUGMENT, $PRIOR_EPOCHS epochs," \
-        "at most $PRIOR_MINUTES min"
+      say "prior: $PRIOR_CHANNELS channels, dropout $PRIOR_DROPOUT, guide weight $PRIOR_GUIDE_WEIGHT," \
+        "augment $PRIOR_AUGMENT, $PRIOR_EPOCHS epochs, at most $PRIOR_MINUTES min"
+      guide=()
+      [ "$PRIOR_GUIDE_WEIGHT" = 0 ] || guide=(--guide gpu/prior.pt --guide-weight "$PRIOR_GUIDE_WEIGHT")
       limited "$PRIOR_MINUTES" python3 -m training prior --data gpu/mnist.npz --vqvae gpu/vqvae.pt \
         --out "$RUNS/prior-gpu" --device "$DEVICE" --channels "$PRIOR_CHANNELS" --layers 12 --kernel 3 \
-        --head-hidden 512 --dropout "$PRIOR_DROPOUT" --augment "$PRIOR_AUGMENT" --bf16 --epochs "$PRIOR_EPOCHS"
+        --head-hidden 512 --dropout "$PRIOR_DROPOUT" --augment "$PRIOR_AUGMENT" "${guide[@]}" --bf16 \
+        --epochs "$PRIOR_EPOCHS"
       [ -f "$RUNS/prior-gpu/best.pt" ] || { echo "no prior checkpoint: not one epoch finished"; continue; }
       cat "$RUNS/prior-gpu/metrics.jsonl"
       limited "$EVALUATE_MINUTES" python3 -m training evaluate --data gpu/mnist.npz --vqvae gpu/vqvae.pt \

@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from service.images import png_bytes, tile
-from training.checkpoint import load_checkpoint
+from training.checkpoint import kind_of, load_checkpoint
 from training.data import ImageSet, Splits, load_dataset
 from training.evaluate import reconstruction_metrics
 from training.models.vq_vae import VQVAE, VQVAEConfig
@@ -67,7 +67,9 @@ def vqvae_loss(model: VQVAE, images: torch.Tensor, labels: torch.Tensor, step: i
 def init_weights(model: torch.nn.Module, checkpoint: str, device: torch.device) -> None:
     """Fine-tuning: every weight of `checkpoint` goes into `model`. Weights the model adds on top (a new bias,
     say) keep their initial values; weights the model lacks are an error, as is any shape that differs."""
-    missing, unexpected = model.load_state_dict(load_checkpoint(checkpoint, device)["model"], strict=False)
+    missing, unexpected = model.load_state_dict(
+        load_checkpoint(checkpoint, device, kind_of(model))["model"], strict=False
+    )
     if unexpected:
         raise ValueError(f"{checkpoint} holds weights this model does not have: {', '.join(unexpected)}")
     if missing:

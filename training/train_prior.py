@@ -4,8 +4,10 @@ As in the VQ-VAE paper, the dataset is encoded once with the frozen stage-1 mode
 then learns p(codes) (or p(codes | class)) by maximum likelihood. With `--augment S`, a share S
 of each batch's images is moved a little (augment.py) and the batch is encoded on the fly instead;
 the prior learns a bias for the moved rows (PixelCNNConfig.moved_bias) that sampling leaves out.
+With `--guide PRIOR`, the codes trained on are chosen for distortion plus that prior's rate (guided_codes.py).
 """
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from training.augment import AffineJitter, jitter
 from training.checkpoint import load_model
 from training.data import ImageSet, load_dataset
 from training.evaluate import encode_codes, prior_nll
+from training.guided_codes import guided_codes
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
 from training.models.vq_vae import VQVAE
 from training.run import Run, RunOptions
@@ -27,6 +30,8 @@ class PriorOptions:
     vqvae: str = "runs/vqvae/best.pt"  # the stage-1 checkpoint whose codes the prior models
     conditional: bool = False  # condition on the dataset's class labels
     augment: float = 0.0  # share of training images randomly rotated, zoomed and shifted before encoding, per batch
+    guide: str = ""  # a prior (checkpoint or package) whose rate chooses the codes trained on (guided_codes.py)
+    guide_weight: float = 0.1  # squared distance one bit of the guide's rate is worth
 
 
 def prior_loss(
@@ -57,8 +62,19 @@ def save_samples(vqvae: VQVAE, prior: PixelCNN, path: Path, n: int = 64, seed: i
     path.write_bytes(png_bytes(tile(images, 8)))
 
 
+def split_codes(vqvae: VQVAE, prior_options: PriorOptions, device: torch.device) -> Callable[[ImageSet], ImageSet]:
+    """A split's images -> its code grids, the encoder's or the guide's (guided_codes.py). Code grids ride in an
+    ImageSet so that the same batching and training loop serve them."""
+    if not prior_options.guide:
+        return lambda split: ImageSet(encode_codes(vqvae, split, device), split.labels)
+    guide = load_model(prior_options.guide, "prior", device)
+    return lambda split: ImageSet(guided_codes(vqvae, guide, split, prior_options.guide_weight, device), split.labels)
+
+
 def train_prior(options: RunOptions, prior_options: PriorOptions, config: PixelCNNConfig) -> Path:
     """Stage 2; best.pt has the lowest validation NLL in bits per code."""
+    if prior_options.guide and prior_options.augment:
+        raise ValueError("--guide chooses the codes of a fixed training set; --augment encodes new images every batch")
     run = Run(options)
     vqvae = load_model(prior_options.vqvae, "vqvae", run.device)
     splits = load_dataset(options.data, vqvae.config.image_size, vqvae.config.image_channels, seed=options.seed)
@@ -72,13 +88,13 @@ def train_prior(options: RunOptions, prior_options: PriorOptions, config: PixelC
             "moved_bias": prior_options.augment > 0,
         }
     )
+    codes_of = split_codes(vqvae, prior_options, run.device)
     if prior_options.augment:
         train_set, loss = splits.train, jittered_prior_loss(vqvae, AffineJitter(prior_options.augment))
     else:
         print(f"encoding {len(splits.train)} training images to codes")
-        # Code grids ride in an ImageSet so that the same batching and training loop serve them.
-        train_set, loss = ImageSet(encode_codes(vqvae, splits.train, run.device), splits.train.labels), prior_loss
-    val_codes = ImageSet(encode_codes(vqvae, splits.val, run.device), splits.val.labels)
+        train_set, loss = codes_of(splits.train), prior_loss
+    val_codes = codes_of(splits.val)
     prior = PixelCNN(config).to(run.device)
     best = fit(
         run,
@@ -88,7 +104,7 @@ def train_prior(options: RunOptions, prior_options: PriorOptions, config: PixelC
         lambda: prior_nll(prior, val_codes, run.device),
         "bits_per_code",
         "prior",
-        vqvae=str(prior_options.vqvae),
+        **asdict(prior_options),
         data=splits.name,
     )
     save_samples(vqvae, load_model(best, "prior", run.device), run.out / "samples.png", seed=options.seed)
