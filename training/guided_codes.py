@@ -33,13 +33,11 @@ def guided_codes(
     if weight < 0:
         raise ValueError(f"the guide's weight must be >= 0 (bits -> squared distance), got {weight}")
     vqvae.eval()
-    steps, codebook = cached_prior(guide.eval(), device), vqvae.quantizer.codebook
-    grids = []
+    steps, grids = cached_prior(guide.eval(), device), []
     batches = tqdm(images.batches(batch_size), total=-(-len(images) // batch_size), desc="guided codes", mininterval=5)
     for batch, labels in batches:
         z_e = vqvae.encoder(batch.to(device)).permute(0, 2, 3, 1).float()  # (B, h, w, D)
-        # Squared distances up to |z_e|^2, which is the same for every code.
-        distances = ((codebook**2).sum(1) - 2 * z_e @ codebook.t()).cpu().numpy()  # (B, h, w, K)
+        distances = vqvae.quantizer.distances(z_e).cpu().numpy()  # (B, h, w, K)
         grids.append(guided_grids(steps, distances, weight, labels.numpy() if guide.config.num_classes else None))
     return torch.from_numpy(np.concatenate(grids))
 

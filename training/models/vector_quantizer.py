@@ -61,9 +61,12 @@ class VectorQuantizer(nn.Module):
         frequencies = self.cluster_size / self.cluster_size.sum()
         return -self.rate_weight * torch.log2(frequencies.clamp_min(1e-12))
 
+    def distances(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., K): squared distance to every code, less |x|^2, which is the same for every code."""
+        return (self.codebook**2).sum(1) - 2 * vectors @ self.codebook.t()
+
     def nearest_codes(self, flat: torch.Tensor) -> torch.Tensor:
-        # |x|^2 is the same for every code, so argmin over -2 x.c + |c|^2 (+ penalty) suffices.
-        costs = (self.codebook**2).sum(1) - 2 * flat @ self.codebook.t()  # (N, K)
+        costs = self.distances(flat)  # (N, K)
         if self.rate_weight:
             costs = costs + self.code_penalty()
         return costs.argmin(dim=1)
