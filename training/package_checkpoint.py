@@ -3,14 +3,14 @@
 Training takes hours on a CPU and the checkpoints are not in git, while the bundled package holds the same
 weights: the ONNX initializers keep their torch names (the legacy exporter folds each masked convolution's
 weight * mask into a constant, found by its node's name), codebook.npy is the codebook and code_penalty.npy
-fixes the code frequencies. So `--vqvae exported_models/mnist-vqvae/3` trains, evaluates and exports a new
+fixes the code frequencies. So `--vqvae exported_models/mnist-vqvae/4` trains, evaluates and exports a new
 prior for the bundled autoencoder, `--prior` (or `--init`) with the same folder evaluates (or fine-tunes) the
 bundled prior. Only inference state comes back: training-only settings (beta, EMA decay, restart threshold,
 dropout) take their defaults, and a run's optimizer state is gone.
 
 A lent GPU machine's Python lacks pydantic (and maybe onnx), so those are imported only when a package is read;
 there, carry the checkpoints this module's command writes:
-    python -m training.package_checkpoint exported_models/mnist-vqvae/3 gpu/vqvae.pt --prior gpu/prior.pt
+    python -m training.package_checkpoint exported_models/mnist-vqvae/4 gpu/vqvae.pt --prior gpu/prior.pt
 """
 
 import argparse
@@ -42,10 +42,12 @@ def checkpoint_from_package(folder: Path, kind: str) -> dict[str, Any]:
     if manifest.kind != "vqvae" or kind not in GRAPHS:
         raise ValueError(f"{folder} is a {manifest.kind!r} package: only a 'vqvae' package's vqvae and prior read back")
     weights = onnx_weights(folder, kind)
-    config = vqvae_config(folder, manifest, weights) if kind == "vqvae" else prior_config(manifest, weights)
     if kind == "vqvae":
-        weights |= quantizer_state(folder, config)
+        penalty = code_penalty(folder)
+        config = vqvae_config(manifest, weights, 0.0 if penalty is None else solve_rate_weight(penalty))
+        weights |= quantizer_state(folder, config, penalty)
     else:  # the masks are fixed buffers, not in the graph: the model makes them
+        config = prior_config(manifest, weights)
         weights |= {name: mask for name, mask in PixelCNN(config).state_dict().items() if name.endswith(".mask")}
     training = manifest.training
     return {
@@ -77,11 +79,10 @@ def onnx_weights(folder: Path, kind: str) -> dict[str, torch.Tensor]:
     return weights
 
 
-def vqvae_config(folder: Path, manifest: "Manifest", weights: dict[str, torch.Tensor]) -> VQVAEConfig:
+def vqvae_config(manifest: "Manifest", weights: dict[str, torch.Tensor], rate_weight: float) -> VQVAEConfig:
     channels, size = manifest.image_shape[0], manifest.image_shape[1]
     downsamples = int(np.log2(size // manifest.latent_shape[1]))
     blocks = {name.split(".")[2] for name in weights if name.startswith("decoder.net.") and ".block." in name}
-    penalty = code_penalty(folder)
     return VQVAEConfig(
         image_channels=channels,
         image_size=size,
@@ -91,7 +92,7 @@ def vqvae_config(folder: Path, manifest: "Manifest", weights: dict[str, torch.Te
         downsamples=downsamples,
         num_codes=manifest.num_codes,
         code_dim=manifest.code_dim,
-        rate_weight=0.0 if penalty is None else solve_rate_weight(penalty),
+        rate_weight=rate_weight,
     )
 
 
@@ -113,10 +114,9 @@ def code_penalty(folder: Path) -> np.ndarray | None:
     return np.load(path).astype(np.float64) if path.is_file() else None
 
 
-def quantizer_state(folder: Path, config: VQVAEConfig) -> dict[str, torch.Tensor]:
+def quantizer_state(folder: Path, config: VQVAEConfig, penalty: np.ndarray | None) -> dict[str, torch.Tensor]:
     """The codebook, and EMA counts whose frequencies give back the package's code penalty."""
     codebook = torch.from_numpy(np.load(folder / "codebook.npy"))
-    penalty = code_penalty(folder)
     counts = torch.ones(config.num_codes)
     if penalty is not None:
         counts = torch.from_numpy(np.exp2(-penalty / config.rate_weight)).float()
@@ -142,7 +142,7 @@ def solve_rate_weight(penalty: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write a VQ-VAE package's models as training checkpoints.")
-    parser.add_argument("package", type=Path, help="an exported vqvae package, e.g. exported_models/mnist-vqvae/3")
+    parser.add_argument("package", type=Path, help="an exported vqvae package, e.g. exported_models/mnist-vqvae/4")
     parser.add_argument("vqvae", type=Path, help="where to write the autoencoder's checkpoint, e.g. gpu/vqvae.pt")
     parser.add_argument("--prior", type=Path, help="where to write the prior's checkpoint too")
     args = parser.parse_args()
