@@ -4,6 +4,7 @@ vqvae       stage 1: train the VQ-VAE autoencoder
 prior       stage 2: encode the dataset, train the PixelCNN prior on its codes
 classifier  train the digit classifier that scores samples
 evaluate    measure a VQ-VAE and its prior on the test split
+average     average the weights of checkpoints fine-tuned from one ancestor (a model soup)
 export      write the ONNX model package, checked against torch
 """
 
@@ -11,6 +12,7 @@ import argparse
 import json
 import sys
 
+from training.average_checkpoints import AverageOptions, write_average
 from training.cli import add_options, build
 from training.evaluate import EvaluateOptions, evaluate_vqvae
 from training.evaluate_vae import evaluate_vae
@@ -84,6 +86,11 @@ def evaluate_command(argv: list[str]) -> None:
     print(json.dumps(evaluate_vae(options) if options.vae else evaluate_vqvae(options), indent=2))
 
 
+def average_command(argv: list[str]) -> None:
+    args = parse("average", "Average the weights of checkpoints fine-tuned from one ancestor.", argv, AverageOptions)
+    print(write_average(build(AverageOptions, args)))
+
+
 def export_command(argv: list[str]) -> None:
     # Imported here, not above: export needs the service's manifest schema (pydantic) and onnxruntime, which a
     # torch-only GPU machine lacks; every other command runs there (training/gpu.sh).
@@ -101,6 +108,7 @@ COMMANDS = {
     "prior": prior_command,
     "classifier": classifier_command,
     "evaluate": evaluate_command,
+    "average": average_command,
     "export": export_command,
 }
 
