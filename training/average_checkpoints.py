@@ -1,5 +1,6 @@
 """Checkpoint averaging (a "model soup", Wortsman et al. 2022): the mean of the weights of models of one
-architecture fine-tuned from a common ancestor, which samples better than either model alone.
+architecture fine-tuned from a common ancestor. Such weights lie in one basin, so their mean is a working model,
+often better than each (the bundled prior samples better than both of its ingredients: README).
 
 python -m training average --kind prior --checkpoints A,B --out runs/prior-average.pt
 """
