@@ -27,19 +27,46 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import OverloadedError
+from service.errors import InvalidInputError, OverloadedError
 from service.metrics import BATCH_SIZE, QUEUE_DEPTH
 
 Feeds = dict[str, np.ndarray]
+Signature = tuple[tuple[str, str, tuple[int, ...]], ...]  # per input: name, dtype, shape without the batch axis
 StopFn = Callable[[], bool]
 Run = Callable[[Feeds, StopFn], list[np.ndarray]]  # (merged feeds, should_stop) -> outputs
 Outcome = list[np.ndarray] | Exception  # a request's slice of every output, or why it failed
+
+
+def batch_rows(feeds: Feeds, input_axes: dict[str, int]) -> int:
+    """The one batch size that every input agrees on. A request whose inputs disagree is refused here, before it
+    can join a batch: concatenated with others, its rows could add up to a consistent total and be split back
+    wrongly, handing other clients' rows to it and its rows to them."""
+    if set(feeds) != set(input_axes):
+        raise InvalidInputError(f"inputs {sorted(feeds)} do not match the graph's {sorted(input_axes)}")
+    rows = {}
+    for name, axis in input_axes.items():
+        if feeds[name].ndim <= axis:
+            raise InvalidInputError(f"input {name} has {feeds[name].ndim} dimensions; its batch axis is {axis}")
+        rows[name] = feeds[name].shape[axis]
+    if len(set(rows.values())) != 1:
+        sizes = ", ".join(f"{name} {count}" for name, count in rows.items())
+        raise InvalidInputError(f"the inputs disagree on the batch size ({sizes} rows)")
+    return next(iter(rows.values()))
+
+
+def signature(feeds: Feeds, input_axes: dict[str, int]) -> Signature:
+    """What two requests must share to run as one batch: every input's dtype and its shape off the batch axis."""
+    return tuple(
+        (name, feeds[name].dtype.str, feeds[name].shape[:axis] + feeds[name].shape[axis + 1 :])
+        for name, axis in sorted(input_axes.items())
+    )
 
 
 @dataclass
 class Pending:
     feeds: Feeds
     rows: int
+    signature: Signature
     arrived: float
     result: Future | asyncio.Future  # an asyncio future belongs to `loop` and is settled there
     should_stop: StopFn | None = None  # long work (sampling) stops once every request in its batch says so
@@ -145,9 +172,9 @@ class Batcher:
         From an event loop (`loop`), the future is that loop's, and the batch is held until the loop gets
         back to its callbacks.
         """
-        rows = next(array.shape[self.input_axes[name]] for name, array in feeds.items())
+        rows = batch_rows(feeds, self.input_axes)
         result = Future() if loop is None else loop.create_future()
-        pending = Pending(feeds, rows, time.monotonic(), result, should_stop, loop)
+        pending = Pending(feeds, rows, signature(feeds, self.input_axes), time.monotonic(), result, should_stop, loop)
         with self.condition:
             self._check_room(rows)
             for announcement in ANNOUNCEMENTS.get():
@@ -169,12 +196,10 @@ class Batcher:
         self.worker.join(timeout=5)
 
     def _work(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
+        while (batch := self._next_batch()) is not None:
             if batch:
                 self._run(batch)
+            del batch  # while the worker waits for the next batch, this one's arrays are nobody's to keep
 
     def _next_batch(self) -> list[Pending] | None:
         with self.condition:
@@ -187,13 +212,18 @@ class Batcher:
                 if remaining <= 0:
                     break
                 self.condition.wait(remaining)
-            batch, rows = [], 0
-            while self.queue and (not batch or rows + self.queue[0].rows <= self.max_batch):
+            batch, rows, skipped = [], 0, deque()
+            # The oldest request leads; later ones join it only if they fit and look alike, the rest keep their order.
+            while self.queue and rows < self.max_batch:
                 pending = self.queue.popleft()
+                if batch and (pending.signature != batch[0].signature or rows + pending.rows > self.max_batch):
+                    skipped.append(pending)
+                    continue
                 self.queued_rows -= pending.rows
                 if pending.claim():
                     batch.append(pending)
                     rows += pending.rows
+            self.queue.extendleft(reversed(skipped))
             self.depth.set(self.queued_rows)
             return batch
 
@@ -205,21 +235,34 @@ class Batcher:
             self._settle([(batch[0], self._run_alone(batch[0], should_stop))])
             return
         try:
-            outputs = self.run(self._merge(batch), should_stop)
+            outcomes = self._split(batch, self.run(self._merge(batch), should_stop))
         except Exception:
-            # One request's bad input must not fail the others: run each on its own to find it.
+            # One request's bad input must not fail the others, nor may outputs that cannot be split back by rows
+            # reach anyone: run each request on its own instead.
             self._settle([(pending, self._run_alone(pending, should_stop)) for pending in batch])
             return
         self.batch_size.observe(sum(p.rows for p in batch))
-        self._settle(self._split(batch, outputs))
+        self._settle(outcomes)
 
     def _run_alone(self, pending: Pending, should_stop: StopFn) -> Outcome:
+        """One request's rows, at most max_batch at a time: a request larger than a batch runs in slices, so that
+        the graphs' working memory is bounded by MAX_BATCH_SIZE, not by the request limits."""
         try:
-            outputs = self.run(pending.feeds, should_stop)
+            parts = []
+            for start in range(0, pending.rows, self.max_batch):
+                rows = slice(start, start + self.max_batch)
+                feeds = {
+                    name: array[(slice(None),) * self.input_axes[name] + (rows,)]
+                    for name, array in pending.feeds.items()
+                }
+                parts.append(self.run(feeds, should_stop))
+                self.batch_size.observe(min(self.max_batch, pending.rows - start))
         except Exception as error:  # re-raised where the caller waits
             return error
-        self.batch_size.observe(pending.rows)
-        return outputs
+        if len(parts) == 1:
+            return parts[0]
+        by_output = zip(*parts, strict=True)
+        return [np.concatenate(outputs, axis=axis) for outputs, axis in zip(by_output, self.output_axes, strict=True)]
 
     def _merge(self, batch: list[Pending]) -> Feeds:
         return {
@@ -227,6 +270,11 @@ class Batcher:
         }
 
     def _split(self, batch: list[Pending], outputs: list[np.ndarray]) -> list[tuple[Pending, Outcome]]:
+        total = sum(p.rows for p in batch)
+        if len(outputs) != len(self.output_axes) or any(
+            out.ndim <= axis or out.shape[axis] != total for out, axis in zip(outputs, self.output_axes, strict=True)
+        ):
+            raise ValueError(f"the outputs of a {total}-row batch do not have {total} rows on their batch axes")
         outcomes, start = [], 0
         for pending in batch:
             stop = start + pending.rows

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     BATCH_DELAY_MS: float | None = None
     MAX_QUEUE_ROWS: int = 1024
 
+    # Memory after large requests (memory.py): onnxruntime's CPU arena keeps the largest batch's activations for
+    # good (off by default: ~5% more CPU per one-image request); after a request that moved this many bytes
+    # (body in and out), glibc is asked to return freed pages to the OS (0: never).
+    ORT_CPU_ARENA: bool = False
+    TRIM_AFTER_BYTES: int = 1024 * 1024
+
     API_KEY: str = ""  # when set, every route but liveness needs header X-API-Key (or Bearer token)
     MAX_BODY_BYTES: int = 8 * 1024 * 1024
     MAX_IMAGES: int = 256  # images per encode / reconstruct request

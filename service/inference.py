@@ -15,6 +15,10 @@ from service.prior import draw_codes
 from service.registry import LoadedModel
 from service.sampling import StopFn
 
+# |latent value| accepted anywhere (latents, endpoints, traversal ends): far beyond what any trained model's encoder
+# gives, and far enough from float32's limit (3.4e38) that no interpolation or decoder layer overflows.
+LATENT_BOUND = 1e6
+
 
 def check_images(model: LoadedModel, images: np.ndarray) -> np.ndarray:
     """(N, C, H, W), or (N, H, W) for single-channel models, float pixels in [0, 1]."""
@@ -49,8 +53,8 @@ def check_latents(model: LoadedModel, latents: np.ndarray) -> np.ndarray:
     latents = np.asarray(latents, dtype=np.float32)
     if latents.ndim != 1 + len(shape) or latents.shape[1:] != shape or len(latents) == 0:
         raise InvalidInputError(f"latents must have shape (N, {', '.join(map(str, shape))}); got {latents.shape}")
-    if not np.isfinite(latents).all():
-        raise InvalidInputError("latents must be finite (no NaN or Inf)")
+    if not np.abs(latents).max() <= LATENT_BOUND:  # false for NaN too
+        raise InvalidInputError(f"latent values must be finite and within [-{LATENT_BOUND:g}, {LATENT_BOUND:g}]")
     return latents
 
 
@@ -142,8 +146,9 @@ def code_latents(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
     return lookup(model, check_codes(model, codes))
 
 
-def decode_codes(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
-    return decode(model, code_latents(model, codes))
+def decode_codes(model: LoadedModel, codes: np.ndarray, labels: list[int] | None = None) -> np.ndarray:
+    """Code grids -> images; `labels` only to be refused the same way as everywhere (the VQ decoder takes none)."""
+    return decode(model, code_latents(model, codes), labels)
 
 
 def nearest_codes(model: LoadedModel, z: np.ndarray) -> np.ndarray:
@@ -162,7 +167,7 @@ def reconstruct(model: LoadedModel, images: np.ndarray, labels: list[int] | None
     encoded = encode(model, images)
     if model.manifest.kind == "vae":
         return {"images": decode(model, encoded["mean"], labels), "latents": encoded["mean"]}
-    return {"images": decode_codes(model, encoded["codes"]), "codes": encoded["codes"]}
+    return {"images": decode_codes(model, encoded["codes"], labels), "codes": encoded["codes"]}
 
 
 def sample(
@@ -190,6 +195,8 @@ def sample(
     label_array = check_labels(model, labels, n)
     if "prior" not in model.sessions:
         raise InvalidInputError(f"model {model.id} has no prior to sample from")
+    if top_k is not None and not 1 <= top_k <= model.manifest.num_codes:
+        raise InvalidInputError(f"top_k must lie in [1, {model.manifest.num_codes}] (the codebook's size)")
     grid = tuple(model.manifest.latent_shape[1:])
     start, where = completion_grid(model, n, grid, codes, mask)
     feeds = {
@@ -231,10 +238,14 @@ def lerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """Spherical interpolation of the flattened vectors (Shoemake 1985; White 2016 for latents)."""
-    cos = np.dot(a.ravel(), b.ravel()) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)
-    omega = np.arccos(np.clip(cos, -1.0, 1.0))
-    if omega < 1e-4:  # (anti)parallel: the great circle is undefined or the arc negligible
+    """Spherical interpolation of the flattened vectors (Shoemake 1985; White 2016 for latents), in float64 on
+    the unit vectors, so that no magnitude overflows on the way."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    norms = np.linalg.norm(a), np.linalg.norm(b)
+    if min(norms) < 1e-12:
+        return lerp(a, b, t)
+    omega = np.arccos(np.clip(np.dot(a.ravel() / norms[0], b.ravel() / norms[1]), -1.0, 1.0))
+    if np.sin(omega) < 1e-4:  # (anti)parallel: the great circle is undefined or the arc negligible
         return lerp(a, b, t)
     return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
@@ -258,7 +269,7 @@ def interpolate(
         return {"images": decode(model, latents, labels), "latents": latents}
     if quantize is None or quantize:
         codes = nearest_codes(model, latents)
-        return {"images": decode_codes(model, codes), "latents": latents, "codes": codes}
+        return {"images": decode_codes(model, codes, labels), "latents": latents, "codes": codes}
     return {"images": decode(model, latents, labels), "latents": latents}
 
 

@@ -43,6 +43,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if isinstance(error.__cause__, ServiceError):  # raised while FastAPI read the body (the size limit): one rule
+            return await service_error(request, error.__cause__)
         return error_response(
             request, error.status_code, HTTP_CODES.get(error.status_code, "http_error"), str(error.detail)
         )

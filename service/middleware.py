@@ -1,5 +1,6 @@
 """What every request goes through, as one plain ASGI middleware (no per-request task or copy):
-a request id, the optional API key, the body-size limit, metrics and one JSON log line."""
+a request id, the optional API key, the body-size limit, HEAD as GET, metrics, one JSON log line, and
+memory handed back after a large request (memory.py)."""
 
 import json
 import logging
@@ -12,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import Settings
 from service.errors import PayloadTooLargeError, ServiceError, UnauthorizedError, error_payload
+from service.memory import MemoryRelease
 from service.metrics import LATENCY, REQUESTS
 
 log = logging.getLogger("service.access")
@@ -20,15 +22,36 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 READ_HEADERS = {b"x-request-id", b"x-api-key", b"authorization", b"content-length"}
 
 
+def bearer_token(authorization: str) -> str:
+    """The token of `Authorization: Bearer <token>`; the scheme's name is case-insensitive (RFC 7235)."""
+    scheme, _, token = authorization.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def without_body(send: Send) -> Send:
+    """A send that passes the headers (Content-Length included) and drops the body."""
+
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head
+
+
 class RequestContext:
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app, self.settings = app, settings
+        self.memory = MemoryRelease(settings.TRIM_AFTER_BYTES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        method = scope["method"]
+        if method == "HEAD":  # answered as GET without the body (RFC 9110 9.3.2): uptime monitors probe with it
+            scope, send = {**scope, "method": "GET"}, without_body(send)
         # Servers give header names in lower case (ASGI); only the few read here are decoded.
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in READ_HEADERS}
         sent = headers.get("x-request-id", "")
@@ -36,37 +59,41 @@ class RequestContext:
         request_id = sent if REQUEST_ID.match(sent) else f"{random.getrandbits(128):032x}"
         status = 500
         response_started = False
+        moved = [0]  # bytes received and sent
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status, response_started = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            else:
+                moved[0] += len(message.get("body", b""))
             await send(message)
 
         try:
             self.check_api_key(scope["path"], headers)
-            receive = self.limit_body(headers, receive)
+            receive = self.limit_body(headers, receive, moved)
             await self.app(scope, receive, send_with_id)
         except ServiceError as error:  # raised before the app ran; the app's handlers answer the rest
             if response_started:
                 raise
             await self.send_error(send_with_id, scope["path"], error)
         finally:
-            self.record(scope, status, request_id, time.perf_counter() - started)
+            self.memory.after(moved[0])
+            self.record(scope, method, status, request_id, time.perf_counter() - started)
 
     def check_api_key(self, path: str, headers: dict[str, str]) -> None:
         expected = self.settings.API_KEY
         if not expected or path in OPEN_PATHS:
             return
-        given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
+        given = headers.get("x-api-key") or bearer_token(headers.get("authorization", ""))
         if not secrets.compare_digest(given.encode(), expected.encode()):
             raise UnauthorizedError("missing or wrong API key (header X-API-Key or Authorization: Bearer)")
 
     def too_large_message(self) -> str:
         return f"request body exceeds the limit of {self.settings.MAX_BODY_BYTES} bytes"
 
-    def limit_body(self, headers: dict[str, str], receive: Receive) -> Receive:
+    def limit_body(self, headers: dict[str, str], receive: Receive, moved: list[int]) -> Receive:
         limit = self.settings.MAX_BODY_BYTES
         declared = headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > limit:
@@ -77,6 +104,7 @@ class RequestContext:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
+            moved[0] += len(message.get("body", b""))
             if received > limit:  # chunked uploads declare no length; count what arrives
                 raise PayloadTooLargeError(self.too_large_message())
             return message
@@ -91,15 +119,15 @@ class RequestContext:
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def record(self, scope: Scope, status: int, request_id: str, seconds: float) -> None:
+    def record(self, scope: Scope, method: str, status: int, request_id: str, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", "unmatched")
-        REQUESTS.labels(route, scope["method"], str(status)).inc()
+        REQUESTS.labels(route, method, str(status)).inc()
         LATENCY.labels(route).observe(seconds)
         if not log.isEnabledFor(logging.INFO):
             return
         fields = {
             "request_id": request_id,
-            "method": scope["method"],
+            "method": method,
             "path": scope["path"],
             "route": route,
             "status": status,

@@ -102,6 +102,7 @@ def session_options(settings: Settings) -> ort.SessionOptions:
     # Spinning threads burn the cores that the HTTP workers need; without it latency is steadier.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_cpu_mem_arena = settings.ORT_CPU_ARENA  # memory.py says why it is off by default
     return options
 
 

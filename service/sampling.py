@@ -146,22 +146,26 @@ def fill_codes_cached(
     logits there (a draw when sampling; training's guided codes weigh them against a distortion)."""
     n, h, w = codes.shape
     half, layers, channels = prior.half, prior.layers, prior.channels
-    # Codes padded with K ("outside the grid") above and to the left, caches with zeros, and the caches laid out
-    # position-major: every window a step takes is then one slice, with no per-step padding or strided copies.
+    # Codes padded with K ("outside the grid") above and to the left. Each step reads only the `half` rows (or
+    # positions) before it, so the caches keep just those: a rolling window, zeros outside the grid, laid out
+    # position-major so that a step's window is one slice with no per-step padding or strided copies.
     padded = np.full((n, half + h, half + w), prior.num_codes, np.int64)
     padded[:, half:, half:] = codes
-    vertical = np.zeros((half + h, layers - 1, n, channels, w), np.float32)  # [half + i]: layer inputs at row i
+    vertical = np.zeros((half, layers - 1, n, channels, w), np.float32)  # layer inputs at the rows above row i
     for i in range(h):
         codes_above = np.ascontiguousarray(padded[:, i : i + half, half:])
-        v_above = np.ascontiguousarray(np.moveaxis(vertical[i : i + half], 0, 3))  # (L-1, N, C, half, W)
-        v_row, vertical[half + i] = prior.row(codes_above, v_above, labels)
+        v_above = np.ascontiguousarray(np.moveaxis(vertical, 0, 3))  # (L-1, N, C, half, W)
+        v_row, out_v_row = prior.row(codes_above, v_above, labels)
+        vertical = np.concatenate([vertical[1:], out_v_row[None]])
         v_columns = np.ascontiguousarray(np.moveaxis(v_row, 3, 0))  # (W, L, N, 2C)
-        horizontal = np.zeros((half + w, layers - 1, n, channels), np.float32)  # [half + j]: layer inputs at (i, j)
+        del v_row
+        horizontal = np.zeros((half, layers - 1, n, channels), np.float32)  # layer inputs left of (i, j)
         for j in range(w):
             check(should_stop)
             codes_left = np.ascontiguousarray(padded[:, half + i, j : j + half])
-            h_left = np.ascontiguousarray(np.moveaxis(horizontal[j : j + half], 0, 3))  # (L-1, N, C, half)
-            logits, horizontal[half + j] = prior.position(codes_left, h_left, v_columns[j], labels)
+            h_left = np.ascontiguousarray(np.moveaxis(horizontal, 0, 3))  # (L-1, N, C, half)
+            logits, h_here = prior.position(codes_left, h_left, v_columns[j], labels)
+            horizontal = np.concatenate([horizontal[1:], h_here[None]])
             rows = mask[:, i, j]
             if rows.any():
                 padded[rows, half + i, half + j] = pick(logits[rows], rows, i, j)

@@ -1,18 +1,28 @@
 """Request and response bodies of the HTTP API (names follow DESIGN.md, the same on every route)."""
 
-from typing import Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+from typing_extensions import TypeAliasType
 
-Grid = list[list[int]]  # (h, w) code grid
+from service.inference import LATENT_BOUND
+
+# Integers that index something (codes, labels) are bounded in the schema, so that no number a client sends
+# overflows an int64 array; the model's own bounds ([0, K), [0, classes)) are checked by the inference layer.
+Index = Annotated[int, Field(ge=-(2**31), lt=2**31)]
+Grid = list[list[Index]]  # (h, w) code grid
 Mask = list[list[bool]]
+Coordinate = Annotated[float, Field(ge=-LATENT_BOUND, le=LATENT_BOUND)]
 ImageFormat = Literal["png", "array"]
 FORMAT_HELP = "png: base64 PNGs; array: raw pixels"
 VERSION_HELP = "newest when omitted"
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A JSON request body. Strict: a number or a boolean sent as a string ("3", "yes") is refused, as is 3.5
+    for an integer, rather than coerced; an integer is accepted where a number is expected."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ImagesIn(Body):
@@ -32,7 +42,7 @@ class ImagesIn(Body):
 
 Latents = list[list[float]] | list[list[list[list[float]]]]  # VAE (N, Z) or VQ-VAE (N, D, h, w)
 Latent = list[float] | list[list[list[float]]]  # one of them
-Labels = list[int] | None
+Labels = list[Index] | None
 
 
 class ModelQuery(BaseModel):
@@ -69,10 +79,8 @@ class SampleIn(Body):
     n: int = Field(1, ge=1, description="number of samples")
     seed: int | None = Field(None, ge=0, lt=2**62, description="sample i uses seed + i; random when omitted")
     temperature: float = Field(1.0, gt=0, le=100)
-    top_k: int | None = Field(None, ge=1, description="sample among the k most likely codes only")
-    labels: list[int] | None = Field(
-        None, description="class labels for a class-conditional prior: one, or one per sample"
-    )
+    top_k: int | None = Field(None, ge=1, lt=2**31, description="sample among the k most likely codes only (<= K)")
+    labels: Labels = Field(None, description="class labels for a class-conditional prior: one, or one per sample")
     codes: Grid | list[Grid] | None = Field(None, description="completion: a partial code grid (or one per sample)")
     mask: Mask | list[Mask] | None = Field(None, description="completion: true where codes are to be sampled")
 
@@ -97,9 +105,9 @@ class TraverseIn(Body):
 
     image: str | None = Field(None, description="base64 PNG or JPEG; its posterior mean is the starting z")
     latent: list[float] | None = Field(None, description="the starting z (Z,)")
-    dimension: int = Field(ge=0)
-    low: float = Field(-3.0, allow_inf_nan=False)
-    high: float = Field(3.0, allow_inf_nan=False)
+    dimension: int = Field(ge=0, lt=2**31)
+    low: Coordinate = -3.0
+    high: Coordinate = 3.0
     steps: int = Field(9, ge=2)
     labels: Labels = None
 
@@ -145,14 +153,18 @@ class ErrorOut(BaseModel):
     error: ErrorDetail
 
 
+# A tensor's JSON data, flat or nested: numbers only. A boolean or a string is refused, not read as 1 or parsed.
+TensorData = TypeAliasType("TensorData", list[Union[StrictInt, StrictFloat, "TensorData"]])  # noqa: UP007
+
+
 class InferTensor(BaseModel):
     """An Open Inference Protocol (KServe v2) tensor: data inline (JSON) or in the binary tail."""
 
     name: str
-    shape: list[int]
+    shape: list[Annotated[int, Field(strict=True, ge=0, lt=2**31)]]
     datatype: str
     parameters: dict[str, int | float | str | bool] = {}
-    data: list | None = None
+    data: TensorData | None = None
 
 
 class RequestedOutput(BaseModel):

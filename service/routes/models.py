@@ -14,7 +14,6 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service import inference
@@ -27,6 +26,7 @@ from service.routes.payloads import (
     check_count,
     images_response,
     json_body_schema,
+    json_response,
     model_fields,
     parameters_schema,
     parse_json,
@@ -95,7 +95,7 @@ LabelsQuery = Annotated[list[int] | None, Query(description="class-conditional V
     response_model=EncodeOut,
     openapi_extra=json_body_schema(ImagesIn, multipart=True) | parameters_schema(EncodeQuery),
 )
-async def encode(request: Request) -> JSONResponse:
+async def encode(request: Request) -> Response:
     """Images -> VQ-VAE code grids (N, h, w) (+ z_e); VAE posterior mean and logvar (N, Z) (+ a sample z)."""
     query = parse_query(EncodeQuery, request)
     model, include = lookup_model(request, query.version), query.include
@@ -113,11 +113,11 @@ async def encode(request: Request) -> JSONResponse:
                 "z": inference.posterior_sample(result["mean"], result["logvar"], draw_seed).tolist(),
                 "seed": draw_seed,
             }
-        return JSONResponse(body)
+        return json_response(body)
     body = {**model_fields(model), "codes": result["codes"].tolist()}
     if include == "z_e":
         body["z_e"] = result["z_e"].tolist()
-    return JSONResponse(body)
+    return json_response(body)
 
 
 @router.post(
@@ -154,10 +154,10 @@ async def decode(request: Request) -> Response:
     with model.expecting("decoder"):
         if body.codes is not None:
             inference.require_kind(model, "vqvae", "decoding codes")
-            images = await inference.decode_async(model, inference.code_latents(model, as_array(body.codes, "codes")))
+            latents = inference.code_latents(model, as_array(body.codes, "codes"))
         else:
             latents = as_array(body.latents, "latents", np.float32)
-            images = await inference.decode_async(model, latents, body.labels)
+        images = await inference.decode_async(model, latents, body.labels)
     return images_response(request, model, images, query.image_format)
 
 

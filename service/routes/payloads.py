@@ -2,12 +2,12 @@
 
 import base64
 import binascii
+import json
 import math
 from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from service.config import Settings
@@ -30,7 +30,8 @@ def as_array(data: Any, what: str, dtype: type | None = None) -> np.ndarray | No
     if data is None:
         return None
     try:
-        return np.asarray(data, dtype=dtype)
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, which the inference layer refuses
+            return np.asarray(data, dtype=dtype)
     except (ValueError, OverflowError):
         raise InvalidInputError(f"{what} must be rectangular: every row the same length") from None
 
@@ -98,6 +99,21 @@ async def read_images(request: Request, model: LoadedModel, settings: Settings) 
     raise UnsupportedMediaTypeError("send images as multipart/form-data (field 'images') or application/json")
 
 
+def json_bytes(body: Any) -> bytes:
+    """The body as compact JSON, as starlette writes it. A NaN or an infinity has no JSON form: a model driven
+    there by its inputs is the client's 422 with a reason, not a 500 from the encoder."""
+    try:
+        return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    except ValueError:
+        raise InvalidInputError(
+            "the model's output is not finite (NaN or Inf) for these inputs: their magnitude is beyond what it can take"
+        ) from None
+
+
+def json_response(body: Any) -> Response:
+    return Response(json_bytes(body), media_type="application/json")
+
+
 def model_fields(model: LoadedModel) -> dict[str, Any]:
     return {"model": model.id, "version": model.version, "provider": model.provider}
 
@@ -125,7 +141,7 @@ def images_response(
     else:
         body["images"] = [base64.b64encode(png_bytes(image)).decode() for image in images]
     body.update({k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in fields.items()})
-    return JSONResponse(body)
+    return json_response(body)
 
 
 def json_body_schema(*models: type[BaseModel], multipart: bool = False) -> dict:

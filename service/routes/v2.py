@@ -2,7 +2,7 @@
 (tritonclient, KServe) work unchanged. A graph is named `<model id>.<graph>`, e.g.
 `mnist-vqvae.encoder`. The binary tensor extension is supported, as tritonclient uses it by default."""
 
-import json
+import math
 
 import numpy as np
 import onnxruntime as ort
@@ -11,12 +11,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service import inference
+from service.batching import batch_rows
 from service.deps import RegistryDep, SettingsDep
 from service.errors import InvalidInputError, NotFoundError
 from service.manifest import GraphSpec, TensorSpec
 from service.registry import LoadedModel, Registry
 from service.routes.health import readiness
-from service.routes.payloads import parse_json
+from service.routes.payloads import json_body_schema, json_bytes, json_response, parse_json
 from service.schemas import InferRequest, InferTensor
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
@@ -72,24 +73,46 @@ def model_ready(name: str, registry: RegistryDep, version: str | None = None) ->
     return {"name": name, "ready": True}
 
 
+INT64_MAX = np.iinfo(np.int64).max
+
+
+def json_array(data: list, datatype: str, name: str) -> np.ndarray:
+    """JSON numbers -> an array of the datatype, refusing what a cast would silently change: an INT64 input takes
+    integers only (1.5 is not truncated), a number out of the type's range is an error, booleans are not numbers."""
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInputError(f"input {name}: data must be a flat or nested list of numbers") from None
+    kinds = "iu" if datatype == "INT64" else "iuf"
+    if array.dtype.kind not in kinds:  # bool, str, or object (mixed, or integers beyond 64 bits)
+        wanted = "integers" if datatype == "INT64" else "numbers"
+        raise InvalidInputError(f"input {name}: {datatype} data must be JSON {wanted} within the type's range")
+    if array.dtype.kind == "u" and array.size and array.max() > INT64_MAX:
+        raise InvalidInputError(f"input {name}: INT64 data must lie within [-2^63, 2^63)")
+    with np.errstate(over="ignore"):  # a float beyond float32's range becomes inf, which check_values refuses
+        return array.astype(NUMPY_TYPES[datatype])
+
+
 def input_array(tensor: InferTensor, spec: TensorSpec, binary: memoryview, offset: int) -> tuple[np.ndarray, int]:
     """The tensor as an array of the graph's dtype and shape; returns it and the new binary offset."""
     if tensor.datatype != DATATYPES[spec.dtype]:
         raise InvalidInputError(f"input {spec.name} takes {DATATYPES[spec.dtype]}, got {tensor.datatype}")
     dtype = NUMPY_TYPES[tensor.datatype]
     size = tensor.parameters.get("binary_data_size")
-    try:
-        if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise InvalidInputError(f"input {spec.name}: binary_data_size runs past the end of the body")
-            array = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(tensor.shape)
-            offset += size
-        elif tensor.data is not None:
-            array = np.asarray(tensor.data, dtype=dtype).reshape(tensor.shape)
-        else:
-            raise InvalidInputError(f"input {spec.name} carries no data")
-    except (ValueError, TypeError) as error:
-        raise InvalidInputError(f"input {spec.name}: data does not fit shape {tensor.shape} ({error})") from None
+    if size is not None:
+        if type(size) is not int or size < 0 or offset + size > len(binary):
+            raise InvalidInputError(f"input {spec.name}: binary_data_size runs past the end of the body")
+        if size % np.dtype(dtype).itemsize:
+            raise InvalidInputError(f"input {spec.name}: binary_data_size is not a whole number of {tensor.datatype}")
+        array = np.frombuffer(binary[offset : offset + size], dtype=dtype)
+        offset += size
+    elif tensor.data is not None:
+        array = json_array(tensor.data, tensor.datatype, spec.name)
+    else:
+        raise InvalidInputError(f"input {spec.name} carries no data")
+    if array.size != math.prod(tensor.shape):
+        raise InvalidInputError(f"input {spec.name}: {array.size} values do not fill shape {tensor.shape}")
+    array = array.reshape(tensor.shape)
     expected = spec.shape
     if array.ndim != len(expected) or any(e not in (-1, g) for e, g in zip(expected, array.shape, strict=True)):
         raise InvalidInputError(f"input {spec.name} takes shape {expected} (-1: any); got {list(array.shape)}")
@@ -97,13 +120,14 @@ def input_array(tensor: InferTensor, spec: TensorSpec, binary: memoryview, offse
 
 
 def check_values(model: LoadedModel, specs: dict[str, TensorSpec], feeds: dict[str, np.ndarray], max_rows: int) -> None:
-    """What the graphs cannot check themselves: finite floats, codes and labels in range, batch size."""
+    """What the graphs cannot check themselves: one batch size for every input, finite floats, codes and labels
+    in range. All of it before the request may join a batch (batching.batch_rows says why)."""
+    rows = batch_rows(feeds, {name: spec.shape.index(-1) for name, spec in specs.items()})
+    if rows == 0 or rows > max_rows:
+        raise InvalidInputError(f"batch size must be 1..{max_rows}; got {rows}")
     for name, array in feeds.items():
-        rows = array.shape[specs[name].shape.index(-1)]
-        if rows == 0 or rows > max_rows:
-            raise InvalidInputError(f"input {name}: batch size must be 1..{max_rows}")
         if array.dtype == np.float32 and not np.isfinite(array).all():
-            raise InvalidInputError(f"input {name} holds NaN or Inf")
+            raise InvalidInputError(f"input {name} holds NaN or Inf (or a number beyond float32's range)")
     codes = model.manifest.num_codes or 0
     bounds = {
         "codes": codes,
@@ -146,14 +170,14 @@ def infer_response(
     if request.id is not None:
         body["id"] = request.id
     if not blobs:
-        return JSONResponse(body)
-    header = json.dumps(body).encode()
+        return json_response(body)
+    header = json_bytes(body)
     headers = {"Inference-Header-Content-Length": str(len(header))}
     return Response(header + b"".join(blobs), media_type="application/octet-stream", headers=headers)
 
 
-@router.post("/models/{name}/infer")
-@router.post("/models/{name}/versions/{version}/infer")
+@router.post("/models/{name}/infer", openapi_extra=json_body_schema(InferRequest))
+@router.post("/models/{name}/versions/{version}/infer", openapi_extra=json_body_schema(InferRequest))
 async def infer(
     name: str, request: Request, registry: RegistryDep, settings: SettingsDep, version: str | None = None
 ) -> Response:
@@ -170,6 +194,8 @@ async def infer(
     for tensor in parsed.inputs:
         if tensor.name not in specs:
             raise InvalidInputError(f"unknown input {tensor.name!r}; the graph takes {sorted(specs)}")
+        if tensor.name in feeds:
+            raise InvalidInputError(f"input {tensor.name!r} is given twice")
         feeds[tensor.name], offset = input_array(tensor, specs[tensor.name], binary, offset)
     if missing := set(specs) - set(feeds):
         raise InvalidInputError(f"missing inputs {sorted(missing)}")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from service.batching import Batcher
-from service.errors import OverloadedError
+from service.errors import InvalidInputError, OverloadedError
 
 
 class Recorder:
@@ -220,4 +220,55 @@ def test_a_loop_that_never_gets_back_holds_nothing_beyond_the_delay() -> None:
     assert np.array_equal(batcher({"x": np.full((1, 2), 3.0)})[0], np.full((1, 2), 6.0))
     assert time.monotonic() - started < 0.1  # not held: the hold lapsed with the delay
     assert sum(run.sizes) == 2 and not orphan.done()  # its rows ran; its closed loop could not be told
+    batcher.close()
+
+
+def two_input_batcher(run) -> Batcher:
+    return Batcher(run, {"x": 0, "y": 1}, [0], 64, 0.5, 1000, ("test", "pair"))
+
+
+def test_a_request_whose_inputs_disagree_on_the_batch_size_is_refused_before_it_queues() -> None:
+    batcher = two_input_batcher(lambda feeds, _: [feeds["x"] + feeds["y"].sum(0)])
+    with pytest.raises(InvalidInputError, match="disagree on the batch size"):
+        batcher.submit({"x": np.ones((2, 3)), "y": np.ones((4, 3, 3))})  # y's batch axis is 1: 3 rows, not 2
+    with pytest.raises(InvalidInputError, match="do not match"):
+        batcher.submit({"x": np.ones((2, 3))})
+    assert batcher.queued_rows == 0
+    batcher.close()
+
+
+def test_requests_that_cannot_be_concatenated_run_in_separate_batches() -> None:
+    run = Recorder()
+    batcher = make(run)
+    inputs = [np.ones((1, 4)), np.ones((2, 3)), np.full((1, 4), 2.0), np.ones((1, 3))]
+    results = submit_all(batcher, inputs, expect=True)
+    assert sorted(run.sizes) == [2, 3]  # the 4-wide rows together, the 3-wide rows together, nothing failed
+    for x, (doubled, _) in zip(inputs, results, strict=True):
+        assert np.array_equal(doubled, x * 2)
+    batcher.close()
+
+
+def test_outputs_that_do_not_split_back_by_rows_are_never_handed_out_merged() -> None:
+    sizes = []
+
+    def summed(feeds, _):  # an output without a batch axis: its rows belong to no one request
+        sizes.append(len(feeds["x"]))
+        return [feeds["x"] * 2, feeds["x"].sum(axis=0, keepdims=True)]
+
+    batcher = make(summed)
+    inputs = [np.full((1, 2), float(i)) for i in range(4)]
+    results = submit_all(batcher, inputs, expect=True)
+    assert sizes[0] == 4 and sizes[1:] == [1, 1, 1, 1]  # tried merged, then each alone
+    for x, (doubled, total) in zip(inputs, results, strict=True):
+        assert np.array_equal(doubled, x * 2) and np.array_equal(total, x)
+    batcher.close()
+
+
+def test_a_request_larger_than_a_batch_runs_in_slices_of_at_most_a_batch() -> None:
+    run = Recorder()
+    batcher = make(run, max_batch=4)
+    x = np.arange(20.0).reshape(10, 2)
+    doubled, sums = batcher({"x": x})
+    assert run.sizes == [4, 4, 2]  # the graphs' working memory is that of 4 rows, not 10
+    assert np.array_equal(doubled, x * 2) and np.array_equal(sums, x.sum(axis=1))
     batcher.close()

@@ -1,7 +1,8 @@
 """Load, overload and faults against a real uvicorn process on loopback.
 
 - load: 64 clients, mixed endpoints; every request gets exactly one answer, the counts reconcile
-  with /metrics, and the server's memory does not grow;
+  with /metrics, and the server's memory does not grow; then requests at the limits: the peak stays
+  within its stated bound and the memory comes back once idle;
 - overload: a queue too small for the clients answers 503 + Retry-After at once, and the requests
   it accepted still complete;
 - a client that disconnects mid-sample stops the sampling;
@@ -21,11 +22,14 @@ import httpx
 import numpy as np
 import pytest
 
+from service.memory import MemoryRelease
 from tests.conftest import TinyPipeline
 from tests.server import serving
 from tests.service.conftest import digit_png
 
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))
+LARGE_SECONDS = float(os.environ.get("LARGE_SECONDS", "10"))
+MAX_ITEMS = 256  # the default MAX_IMAGES and MAX_SAMPLES
 SAMPLE = "/v1/models/tiny-uncond/sample"
 
 
@@ -38,8 +42,37 @@ def metric(url: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def status_bytes(pid: int, field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1)) * 1024
+
+
 def rss_bytes(pid: int) -> int:
-    return int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1)) * 1024
+    return status_bytes(pid, "VmRSS")
+
+
+def hwm_bytes(pid: int) -> int:
+    return status_bytes(pid, "VmHWM")
+
+
+def peak_bound_bytes(clients: int, limit: int, batch: int) -> int:
+    """docs/performance.md's bound on the peak above the warm RSS: the graphs' working memory for one batch
+    (160 MiB at MAX_BATCH_SIZE 64, in proportion) plus 0.5 MiB per item at the limit for each concurrent request."""
+    return int((160 * batch / 64 + 0.5 * limit * clients) * 2**20)
+
+
+def large_requests() -> list[tuple[str, str, dict]]:
+    """Requests at the limits (MAX_IMAGES = MAX_SAMPLES = MAX_ITEMS) on every route that takes many items."""
+    pictures = [("images", (f"{i}.png", digit_png(i), "image/png")) for i in range(MAX_ITEMS)]
+    arrays = np.random.default_rng(0).random((MAX_ITEMS, 28, 28)).round(3).tolist()
+    codes = np.random.default_rng(0).integers(0, 16, (MAX_ITEMS, 7, 7)).tolist()
+    grid = {"accept": "image/png"}
+    return [
+        ("encode", "/v1/models/tiny-uncond/encode", {"files": pictures}),
+        ("encode", "/v1/models/tiny-uncond/encode?include=z_e", {"json": {"arrays": arrays}}),
+        ("decode", "/v1/models/tiny-uncond/decode", {"json": {"codes": codes}, "headers": grid}),
+        ("sample", SAMPLE, {"json": {"n": MAX_ITEMS, "seed": 1}, "headers": grid}),
+        ("vae", "/v1/models/tiny-vae/sample?format=array", {"json": {"n": MAX_ITEMS}}),
+    ]
 
 
 def mixed_requests() -> list[tuple[str, str, dict]]:
@@ -54,10 +87,10 @@ def mixed_requests() -> list[tuple[str, str, dict]]:
     ]
 
 
-async def run_clients(url: str, clients: int, seconds: float) -> Counter:
-    """Closed-loop clients cycling through mixed_requests; counts (operation, status) per answer."""
+async def run_clients(url: str, clients: int, seconds: float, plan: list | None = None) -> Counter:
+    """Closed-loop clients cycling through the plan (mixed_requests); counts (operation, status) per answer."""
     answers: Counter = Counter()
-    plan = mixed_requests()
+    plan = plan or mixed_requests()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
         deadline = time.monotonic() + seconds
@@ -74,7 +107,7 @@ async def run_clients(url: str, clients: int, seconds: float) -> Counter:
     return answers
 
 
-def test_load_every_request_answered_once_and_memory_flat(tiny_pipeline: TinyPipeline) -> None:
+def test_load_every_request_answered_once_and_memory_comes_back(tiny_pipeline: TinyPipeline) -> None:
     with serving(MODELS_DIR=tiny_pipeline.models, LOG_LEVEL="warning") as (url, process):
         asyncio.run(run_clients(url, 16, 3))  # warm-up: allocator pools, thread pools, batchers
         rss_before = rss_bytes(process.pid)
@@ -98,6 +131,18 @@ def test_load_every_request_answered_once_and_memory_flat(tiny_pipeline: TinyPip
                 f"/metrics counted {counted - before} decode {status}s, the clients got {sent}"
             )
         assert rss_after < 1.10 * rss_before, f"RSS grew from {rss_before >> 20} MiB to {rss_after >> 20} MiB"
+        # Then requests at the limits, 4 at a time: the peak stays within the bound docs/performance.md states,
+        # and once idle (memory.py trims for 10 s after a large request) the server gives the memory back.
+        Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # resets VmHWM, the peak, to the current RSS
+        large = asyncio.run(run_clients(url, 4, LARGE_SECONDS, large_requests()))
+        peak = hwm_bytes(process.pid)
+        time.sleep(MemoryRelease.TRIM_WINDOW + 2)
+        rss_idle = rss_bytes(process.pid)
+    assert {status for _, status in large} == {200}, large
+    bound = rss_before + peak_bound_bytes(clients=4, limit=MAX_ITEMS, batch=64)
+    print(f"RSS {rss_before >> 20} MiB warm, peak {peak >> 20} (bound {bound >> 20}), {rss_idle >> 20} idle")
+    assert peak <= bound, f"peak {peak >> 20} MiB over the bound {bound >> 20} MiB"
+    assert rss_idle < 1.25 * rss_before, f"RSS {rss_idle >> 20} MiB after idling, {rss_before >> 20} MiB before"
 
 
 def test_overload_is_refused_fast_and_the_accepted_complete(tiny_pipeline: TinyPipeline) -> None:

@@ -17,6 +17,19 @@ from service.main import create_app
 from tests.conftest import TinyPipeline
 
 MODELS = ["tiny-uncond", "tiny-vqvae", "tiny-vae", "tiny-cvae", "no-such-model"]
+# The Open Inference Protocol's graphs, the Fast PixelCNN steps with their cache inputs among them.
+GRAPHS = [
+    "tiny-uncond.encoder",
+    "tiny-uncond.decoder",
+    "tiny-uncond.prior_row",
+    "tiny-uncond.prior_position",
+    "tiny-vqvae.prior",
+    "tiny-vqvae.prior_row",
+    "tiny-vqvae.prior_position",
+    "tiny-cvae.decoder",
+    "tiny-vae.encoder",
+    "no-such-model.encoder",
+]
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))  # per operation; raise it for a deeper local run
 # Derandomized: the same cases every run, so CI cannot fail on an unlucky draw; FUZZ_EXAMPLES explores further.
 
@@ -25,7 +38,7 @@ def test_no_operation_answers_with_a_server_error(tiny_pipeline: TinyPipeline) -
     # Small limits keep every generated request cheap; the lifespan (model loading) runs once here.
     limits = {"MAX_IMAGES": 4, "MAX_SAMPLES": 4, "MAX_STEPS": 6, "MAX_ITERATIONS": 3}
     app = create_app(Settings(MODELS_DIR=tiny_pipeline.models, **limits))
-    models = cycle(MODELS)
+    models, graphs = cycle(MODELS), cycle(GRAPHS)
     failures, statuses = [], Counter()
     with TestClient(app):
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -47,7 +60,7 @@ def test_no_operation_answers_with_a_server_error(tiny_pipeline: TinyPipeline) -
                 if "model_id" in parameters:
                     parameters["model_id"] = next(models)  # real models, so bodies reach inference
                 if "name" in parameters:
-                    parameters["name"] = next(models) + ".encoder"
+                    parameters["name"] = next(graphs)
                 response = case.call()
                 statuses[response.status_code // 100] += 1
                 if response.status_code >= 500:
