@@ -1,4 +1,4 @@
-# Images for latentgen (see deploy/README.md):
+# Images for latentgen (docs/deployment.md has the commands):
 #   docker build -t latentgen:gpu .                                   serving on onnxruntime-gpu (the default)
 #   docker build --build-arg VARIANT=cpu -t latentgen:cpu .           serving on plain onnxruntime, no GPU needed
 #   docker build --target train -t latentgen:train .                  training CLI with torch (CUDA)

@@ -7,11 +7,11 @@ PORT ?= 8000
 
 .PHONY: serve test lint bench
 
-# The serving install carries no torch; the full one adds training and test tools.
+# The serving install carries no torch (the service and its client); the full one adds training and test tools.
 $(BIN)/.serve-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[service]'
+	$(BIN)/python -m pip install --quiet -e '.[service,client]'
 	touch $@
 
 $(BIN)/.all-installed: pyproject.toml $(BIN)/.serve-installed
@@ -28,7 +28,7 @@ lint: $(BIN)/.all-installed
 test: lint
 	$(BIN)/pytest -q
 
-# Speed figures for the README (see bench/): the bundled model on this machine's CPU.
+# Speed figures for docs/performance.md (see bench/): the bundled model on this machine's CPU.
 bench: $(BIN)/.all-installed
 	$(BIN)/python -m bench.sampling
 	$(BIN)/python -m bench.serving

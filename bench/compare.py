@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 
 from bench.serving import encode_overhead, requests_for
-from tests.server import free_port, start
+from tools.local_server import free_port, start
 
 
 def overhead_of(checkout: str, model: str, seconds: float) -> float:

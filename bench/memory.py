@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from tests.server import serving
+from tools.local_server import serving
 
 KIB = 1024
 

@@ -10,11 +10,11 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from bench.timing import median_seconds
+from contract.sampling import sample_codes, sample_codes_cached
 from service import prior
 from service.config import Settings
 from service.main import create_app
 from service.registry import Registry
-from service.sampling import sample_codes, sample_codes_cached
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     labels = np.zeros(args.n, np.int64) if model.manifest.prior.conditional else None
     start, mask = np.zeros((args.n, h, w), np.int64), np.ones((args.n, h, w), bool)
     full = prior.graph_call(model, "prior", "codes", "labels")
-    cached = prior.cached_prior(model)
+    cached = prior.onnx_steps(model)
 
     forward = median_seconds(lambda: full(start, labels), args.repeats)
     naive = median_seconds(lambda: sample_codes(full, start, mask, 0, labels=labels), max(1, args.repeats // 2))

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from bench.timing import median_seconds
-from service.sampling import sample_codes_cached
+from contract.sampling import sample_codes_cached
 from training.checkpoint import load_model
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
-from training.models.pixelcnn_steps import cached_prior
+from training.models.pixelcnn_steps import torch_steps
 from training.run import pick_device
 
 BUNDLED_PRIOR = PixelCNNConfig(channels=192, layers=12, kernel=3, head_hidden=512)  # tests check it against the package
@@ -33,10 +33,10 @@ def main() -> None:
     prior = load_model(args.prior, "prior", device) if args.prior else PixelCNN(BUNDLED_PRIOR).to(device).eval()
     c = prior.config
     labels = torch.zeros(args.n, dtype=torch.long, device=device) if c.num_classes else None
-    start = torch.zeros(args.n, c.grid_size, c.grid_size, dtype=torch.long, device=device)
-    mask = np.ones((args.n, c.grid_size, c.grid_size), bool)
+    start = torch.zeros(args.n, *c.grid, dtype=torch.long, device=device)
+    mask = np.ones((args.n, *c.grid), bool)
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-    cached = cached_prior(prior, device)
+    cached = torch_steps(prior, device)
     numpy_labels = None if labels is None else labels.cpu().numpy()
 
     with torch.inference_mode():

@@ -27,7 +27,7 @@ from PIL import Image
 
 from service.config import Settings
 from service.registry import Registry
-from tests.server import serving
+from tools.local_server import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -1,7 +1,7 @@
 """A client for the latentgen service: `Client` for Python, `python -m client` on the command line."""
 
 from client.api import DEFAULT_URL, Client, Encoding, Images
-from client.errors import (
+from contract.errors import (
     InvalidInputError,
     ModelUnavailableError,
     NotFoundError,

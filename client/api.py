@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image
 
 from client import images as pictures
-from client.errors import ServiceError, UnreachableError, error_for
 from client.images import ImageLike
 from client.results import Encoding, Images, array
+from contract.errors import ServiceError, UnreachableError, error_for
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 RETRY_STATUSES = {429, 503}
@@ -91,11 +91,11 @@ class Client:
                 response = self.http.request(method, path, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as error:
                 if last:
-                    raise UnreachableError(0, "unreachable", f"{self.http.base_url}: {error}") from error
+                    raise UnreachableError(f"{self.http.base_url}: {error}") from error
                 self.sleep(backoff)
                 continue
             except httpx.TimeoutException as error:  # the server may still be working on it: no retry
-                raise UnreachableError(0, "timeout", f"no answer within the timeout: {error}") from error
+                raise UnreachableError(f"no answer within the timeout: {error}", code="timeout") from error
             if response.status_code in ok:
                 return response
             error = self.error(response)
@@ -107,7 +107,7 @@ class Client:
 
     @staticmethod
     def error(response: httpx.Response) -> ServiceError:
-        request_id = response.headers.get("x-request-id")
+        request_id = response.headers.get("x-request-id") or ""
         try:
             detail = response.json()["error"]
             code, message = (detail["code"], detail["message"]) if isinstance(detail, dict) else (None, str(detail))

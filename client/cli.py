@@ -1,4 +1,4 @@
-"""`python -m client`: encode a folder to a codes file, decode it back, sample, interpolate, draw the tour.
+"""`latentgen` (or `python -m client`): encode a folder to a codes file, decode it back, sample, interpolate.
 
 Every command talks to a running service (`--url`, default $LATENTGEN_URL or http://127.0.0.1:8000;
 `--api-key`, default $LATENTGEN_API_KEY).
@@ -17,8 +17,7 @@ from tqdm import tqdm
 from client import images as pictures
 from client.api import DEFAULT_URL, Client
 from client.codes_file import CodesFile
-from client.errors import ServiceError
-from client.tour import draw_tour
+from contract.errors import ServiceError
 
 DEFAULT_MODEL = "mnist-vqvae"
 
@@ -119,11 +118,6 @@ def interpolate(client: Client, args: argparse.Namespace) -> None:
     print(f"{len(result.images)} steps in {args.out}", file=sys.stderr)
 
 
-def tour(client: Client, args: argparse.Namespace) -> None:
-    for path in draw_tour(client, Path(args.out), args.vqvae, args.vae, scale=args.scale or 2):
-        print(path, file=sys.stderr)
-
-
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=os.environ.get("LATENTGEN_URL", DEFAULT_URL), help="the service")
@@ -170,13 +164,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, help="upscale by this factor (default 1 for PNG, 4 for GIF)")
     p.add_argument("--out", default="interpolation.png", help=".png for a strip, .gif for an animation")
     p.set_defaults(run=interpolate)
-
-    p = commands.add_parser("tour", parents=[common], help="the README's pictures: samples, interpolation, manifold")
-    p.add_argument("--vqvae", default=DEFAULT_MODEL)
-    p.add_argument("--vae", default="mnist-vae-2d", help="a VAE with a 2-D latent, for the manifold")
-    p.add_argument("--scale", type=int, help="upscale by this factor (default 2)")
-    p.add_argument("--out", default="docs/tour")
-    p.set_defaults(run=tour)
     return main
 
 

@@ -37,8 +37,7 @@ def main() -> None:
     settings = Settings()
     configure_logging(settings.LOG_LEVEL)
     # A batcher's worker needs the GIL back after each onnxruntime run; behind a busy event loop it waited up to
-    # Python's default 5 ms switch interval while the model's core idled. 1 ms: encode at 16 clients ~800 -> ~900
-    # req/s, at 32 clients ~1100 -> ~1230, the CPU per request unchanged (bench/serving.py, README "Performance").
+    # Python's default 5 ms switch interval while the model's core idled (docs/experiments/, the serving path).
     sys.setswitchinterval(0.001)
     # One process: onnxruntime uses the cores the event loop leaves; scale out with replicas, not workers.
     uvicorn.run(

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import InvalidInputError, OverloadedError
+from contract.errors import InvalidInputError, OverloadedError
 from service.metrics import BATCH_SIZE, QUEUE_DEPTH
 
 Feeds = dict[str, np.ndarray]
 Signature = tuple[tuple[str, str, tuple[int, ...]], ...]  # per input: name, dtype, shape without the batch axis
 StopFn = Callable[[], bool]
-Run = Callable[[Feeds, StopFn], list[np.ndarray]]  # (merged feeds, should_stop) -> outputs
+RunFn = Callable[[Feeds, StopFn], list[np.ndarray]]  # (merged feeds, should_stop) -> outputs
 Outcome = list[np.ndarray] | Exception  # a request's slice of every output, or why it failed
 
 
@@ -91,7 +91,7 @@ ANNOUNCEMENTS: ContextVar[tuple[Announcement, ...]] = ContextVar("announcements"
 class Batcher:
     def __init__(
         self,
-        run: Run,
+        run: RunFn,
         input_axes: dict[str, int],
         output_axes: list[int],
         max_batch: int,

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     MAX_QUEUE_ROWS: int = 1024
 
     # Memory after large requests (memory.py): onnxruntime's CPU arena keeps the largest batch's activations for
-    # good (off by default: ~5% more CPU per one-image request); after a request that moved this many bytes
+    # good (off by default; its cost is in docs/performance.md); after a request that moved this many bytes
     # (body in and out), glibc is asked to return freed pages to the OS (0: never).
     ORT_CPU_ARENA: bool = False
     TRIM_AFTER_BYTES: int = 1024 * 1024

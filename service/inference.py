@@ -3,17 +3,17 @@
 Routes validate requests and call these functions; tests call them without HTTP. Inputs that
 are wrong for the model (shape, range, NaN, codes outside the codebook) raise InvalidInputError.
 Both kinds share the operations where the papers do: a VQ-VAE's latent is z_e / z_q (D, h, w) and
-its prior is the PixelCNN; a VAE's latent is z (Z,) and its prior N(0, I). `traverse` and `inpaint`
-are VAE operations (Higgins et al. 2017; Rezende et al. 2014).
+its prior is the PixelCNN; a VAE's latent is z (Z,) and its prior N(0, I). `inpaint` is a VAE operation
+(Rezende et al. 2014); paths through latent space (interpolation, traversal) are in latent_paths.py.
 """
 
 import numpy as np
 
+from contract.errors import InvalidInputError
+from contract.sampling import StopFn
 from service.batching import Feeds
-from service.errors import InvalidInputError
 from service.prior import draw_codes
 from service.registry import LoadedModel
-from service.sampling import StopFn
 
 # |latent value| accepted anywhere (latents, endpoints, traversal ends): far beyond what any trained model's encoder
 # gives, and far enough from float32's limit (3.4e38) that no interpolation or decoder layer overflows.
@@ -231,82 +231,6 @@ def completion_grid(
     if len(codes) != n:
         raise InvalidInputError(f"give one code grid, or one per sample ({n}); got {len(codes)}")
     return check_codes(model, codes), mask
-
-
-def lerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    return (1 - t) * a + t * b
-
-
-def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """Spherical interpolation of the flattened vectors (Shoemake 1985; White 2016 for latents), in float64 on
-    the unit vectors, so that no magnitude overflows on the way."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    norms = np.linalg.norm(a), np.linalg.norm(b)
-    if min(norms) < 1e-12:
-        return lerp(a, b, t)
-    omega = np.arccos(np.clip(np.dot(a.ravel() / norms[0], b.ravel() / norms[1]), -1.0, 1.0))
-    if np.sin(omega) < 1e-4:  # (anti)parallel: the great circle is undefined or the arc negligible
-        return lerp(a, b, t)
-    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
-
-
-def interpolate(
-    model: LoadedModel,
-    start: np.ndarray,
-    end: np.ndarray,
-    steps: int,
-    method: str,
-    quantize: bool | None = None,
-    labels: list[int] | None = None,
-) -> dict[str, np.ndarray]:
-    """`steps` points from the start to the end latent, decoded. A VQ-VAE snaps each point to its
-    nearest codes unless quantize is false; a VAE has nothing to snap to."""
-    blend = {"linear": lerp, "slerp": slerp}[method]
-    latents = np.stack([blend(start, end, t) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
-    if model.manifest.kind == "vae":
-        if quantize:
-            raise InvalidInputError("quantize applies to VQ-VAE models; a VAE's latent is continuous")
-        return {"images": decode(model, latents, labels), "latents": latents}
-    if quantize is None or quantize:
-        codes = nearest_codes(model, latents)
-        return {"images": decode_codes(model, codes, labels), "latents": latents, "codes": codes}
-    return {"images": decode(model, latents, labels), "latents": latents}
-
-
-def endpoint_latent(
-    model: LoadedModel, image: np.ndarray | None, codes: np.ndarray | None, latent: np.ndarray | None
-) -> np.ndarray:
-    """One endpoint, given as exactly one of an image (-> z_e, or the VAE's posterior mean), a code grid or a latent."""
-    given = [x is not None for x in (image, codes, latent)]
-    if sum(given) != 1:
-        raise InvalidInputError("each endpoint takes exactly one of image, codes or latent")
-    if image is not None:
-        encoded = encode(model, image[None])
-        return encoded["mean" if model.manifest.kind == "vae" else "z_e"][0]
-    if codes is not None:
-        require_kind(model, "vqvae", "a codes endpoint")
-        return lookup(model, check_codes(model, np.asarray(codes)[None]))[0]
-    return check_latents(model, np.asarray(latent)[None])[0]
-
-
-def traverse(
-    model: LoadedModel,
-    latent: np.ndarray,
-    dimension: int,
-    low: float,
-    high: float,
-    steps: int,
-    labels: list[int] | None = None,
-) -> dict[str, np.ndarray]:
-    """Decode `latent` with one dimension swept from low to high, the others held: how beta-VAE
-    disentanglement is shown (Higgins et al. 2017)."""
-    require_kind(model, "vae", "traverse")
-    size = model.manifest.latent_shape[0]
-    if not 0 <= dimension < size:
-        raise InvalidInputError(f"dimension must lie in [0, {size})")
-    latents = np.repeat(check_latents(model, latent[None]), steps, axis=0)
-    latents[:, dimension] = np.linspace(low, high, steps)
-    return {"images": decode(model, latents, labels), "latents": latents}
 
 
 def inpaint(

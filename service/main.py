@@ -12,9 +12,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from contract.errors import ServiceError
 from service.config import Settings
-from service.errors import ServiceError, error_payload
-from service.middleware import RequestContext
+from service.middleware import RequestContext, error_payload
 from service.registry import Registry
 from service.routes import health, models, v2
 from service.routes.payloads import validation_message
@@ -43,8 +43,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        if isinstance(error.__cause__, ServiceError):  # raised while FastAPI read the body (the size limit): one rule
-            return await service_error(request, error.__cause__)
         return error_response(
             request, error.status_code, HTTP_CODES.get(error.status_code, "http_error"), str(error.detail)
         )

@@ -4,7 +4,7 @@ A request at the limits (MAX_IMAGES images as JSON arrays, MAX_SAMPLES samples) 
 the parsed body as Python objects, the graphs' activations for the whole batch, the response. Freed, that memory
 stays with the process: onnxruntime's CPU arena keeps the largest batch's activations for later runs, and glibc's
 malloc keeps freed heap pages. So the service opens its sessions without the arena (registry.session_options;
-measured in docs/performance.md: about 5% more CPU per one-image request) and, after a request that moved more
+its cost is measured in docs/performance.md) and, after a request that moved more
 than TRIM_AFTER_BYTES, asks glibc to hand free pages back (`malloc_trim`), in a worker thread, one trim at a time.
 Elsewhere than glibc, trimming does nothing.
 """
@@ -28,7 +28,7 @@ class MemoryRelease:
     second for TRIM_WINDOW seconds: memory is freed not only when the request ends but also as its connection
     drains and closes and as concurrent requests finish, so a single trim right after it leaves much behind."""
 
-    TRIM_INTERVAL, TRIM_WINDOW = 1.0, 10.0  # each trim takes ~10-60 ms of that thread after the largest requests
+    TRIM_INTERVAL, TRIM_WINDOW = 1.0, 10.0  # seconds; a trim costs that thread milliseconds, and only then
 
     def __init__(self, threshold_bytes: int):
         self.threshold = threshold_bytes

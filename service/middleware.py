@@ -11,8 +11,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contract.errors import PayloadTooLargeError, ServiceError, UnauthorizedError
 from service.config import Settings
-from service.errors import PayloadTooLargeError, ServiceError, UnauthorizedError, error_payload
 from service.memory import MemoryRelease
 from service.metrics import LATENCY, REQUESTS
 
@@ -20,6 +20,13 @@ log = logging.getLogger("service.access")
 OPEN_PATHS = {"/health/live", "/v2/health/live"}  # liveness never needs the API key
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 READ_HEADERS = {b"x-request-id", b"x-api-key", b"authorization", b"content-length"}
+
+
+def error_payload(path: str, code: str, message: str) -> dict:
+    """The JSON body of an error; under /v2/ the Open Inference Protocol's plain-string form."""
+    if path.startswith("/v2/"):
+        return {"error": message}  # what KServe/Triton clients parse
+    return {"error": {"code": code, "message": message}}
 
 
 def bearer_token(authorization: str) -> str:

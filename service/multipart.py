@@ -7,7 +7,7 @@ form parser (temporary files, callbacks) took a fifth of the server's CPU per on
 
 import re
 
-from service.errors import BadRequestError
+from contract.errors import BadRequestError
 
 # `; key=value` or `; key="quoted \" value"` in a Content-Type or Content-Disposition header.
 PARAMETER = re.compile(r';\s*([A-Za-z0-9_*.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')

@@ -6,20 +6,27 @@ seeds, temperatures and top-k. Merging whole requests beats merging their steps:
 costs about three of one row, and no step waits on another thread.
 """
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-from service.sampling import CachedPrior, StopFn, sample_codes, sample_codes_cached
+from contract.manifest import Manifest
+from contract.sampling import CachedPrior, StopFn, sample_codes, sample_codes_cached
 
-if TYPE_CHECKING:
-    from service.registry import LoadedModel
+
+class PriorGraphs(Protocol):
+    """What sampling needs of a loaded model (registry.LoadedModel): its manifest and a way to run a graph."""
+
+    manifest: Manifest
+
+    def run_now(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
 
 # The feeds of one sampling run, all (N, ...) row-aligned; `labels` only for a class-conditional prior.
 SAMPLE_INPUTS = ("codes", "mask", "seeds", "temperature", "top_k")
 
 
-def graph_call(model: "LoadedModel", graph: str, *names: str):
+def graph_call(model: PriorGraphs, graph: str, *names: str):
     """A function of the graph's inputs in the given order (a trailing None label is left out)."""
 
     def call(*arrays: np.ndarray | None):
@@ -30,7 +37,7 @@ def graph_call(model: "LoadedModel", graph: str, *names: str):
     return call
 
 
-def cached_prior(model: "LoadedModel") -> CachedPrior | None:
+def onnx_steps(model: PriorGraphs) -> CachedPrior | None:
     """The Fast PixelCNN steps when the package carries them (see training/models/pixelcnn_steps.py)."""
     graphs = model.manifest.graphs
     if "prior_row" not in graphs or "prior_position" not in graphs:
@@ -46,10 +53,10 @@ def cached_prior(model: "LoadedModel") -> CachedPrior | None:
     )
 
 
-def draw_codes(model: "LoadedModel", feeds: dict[str, np.ndarray], should_stop: StopFn | None = None) -> np.ndarray:
+def draw_codes(model: PriorGraphs, feeds: dict[str, np.ndarray], should_stop: StopFn | None = None) -> np.ndarray:
     """Fills the masked positions of feeds["codes"] (N, h, w); every row with its own seed, temperature, top-k."""
     rows = [feeds[name] for name in SAMPLE_INPUTS]
     labels = feeds.get("labels")
-    if cached := cached_prior(model):
+    if cached := onnx_steps(model):
         return sample_codes_cached(cached, *rows, labels=labels, should_stop=should_stop)
     return sample_codes(graph_call(model, "prior", "codes", "labels"), *rows, labels=labels, should_stop=should_stop)

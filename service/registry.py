@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.batching import Batcher, Feeds, Run, StopFn
+from contract.errors import ModelUnavailableError, NotFoundError
+from contract.manifest import Manifest, TensorSpec, read_manifest, sha256_file
+from service.batching import Batcher, Feeds, RunFn, StopFn
 from service.config import Settings
-from service.errors import ModelUnavailableError, NotFoundError
-from service.manifest import Manifest, TensorSpec, read_manifest, sha256_file
 from service.metrics import BATCH_SIZE, INFERENCE, MODEL_INFO
 from service.prior import SAMPLE_INPUTS, draw_codes
 
@@ -90,8 +90,8 @@ def choose_providers(setting: str) -> list[str]:
 
 def default_intra_op_threads() -> int:
     """Every core this process may use but one: that one stays with the event loop (HTTP, image decoding,
-    JSON), which otherwise fights onnxruntime's threads for it. On 2 cores one thread cut the HTTP path's
-    CPU per encode request; only a lone large batch runs slower (bench/, README "Performance")."""
+    JSON), which otherwise fights onnxruntime's threads for it: on 2 cores one thread cut the HTTP path's CPU
+    per request, and only a lone large batch runs slower (docs/experiments/2026-11-27-serving-path.md)."""
     return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
@@ -164,7 +164,7 @@ def batch_delay(settings: Settings, provider: str) -> float:
 
 
 def batcher(
-    model: LoadedModel, name: str, run: Run, input_axes: dict[str, int], output_axes: list[int], settings: Settings
+    model: LoadedModel, name: str, run: RunFn, input_axes: dict[str, int], output_axes: list[int], settings: Settings
 ) -> Batcher:
     return Batcher(
         run,

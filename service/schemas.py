@@ -46,8 +46,7 @@ Labels = list[Index] | None
 
 
 class ModelQuery(BaseModel):
-    """Query parameters of the event-loop routes (encode, decode), which validate them with one model
-    (see routes/payloads.py, parse_query)."""
+    """Query parameters of every model route, validated with one model (routes/payloads.py, parse_query)."""
 
     version: int | None = Field(None, ge=1, description=VERSION_HELP)
 
@@ -59,8 +58,14 @@ class EncodeQuery(ModelQuery):
     seed: int | None = Field(None, ge=0, lt=2**62, description="include=sample: image i uses seed + i")
 
 
-class DecodeQuery(ModelQuery):
+class ImagesQuery(ModelQuery):
+    """Routes that answer with images."""
+
     image_format: ImageFormat = Field("png", alias="format", description=FORMAT_HELP)
+
+
+class ReconstructQuery(ImagesQuery):
+    labels: list[int] | None = Field(None, description="class-conditional VAE: the class of each image")
 
 
 class DecodeIn(Body):

@@ -1,6 +1,6 @@
 """Shared fixtures: tiny models trained on synthetic data and exported to a temporary folder.
 
-Nothing here reads ../shared: a fresh clone has none.
+Nothing here reads a dataset: a fresh clone has none.
 """
 
 from dataclasses import dataclass, replace
@@ -8,18 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from training.classifier import train_classifier
 from training.evaluate import EvaluateOptions, evaluate_vqvae
-from training.export import ExportOptions, export_vqvae
-from training.export_vae import export_vae
+from training.export.package import ExportOptions
+from training.export.vae import export_vae
+from training.export.vqvae import export_vqvae
 from training.models.classifier import ClassifierConfig
 from training.models.pixelcnn import PixelCNNConfig
 from training.models.vae import VAEConfig
 from training.models.vq_vae import VQVAEConfig
+from training.prior import PriorOptions, train_prior
 from training.run import RunOptions
-from training.train import train_vqvae
-from training.train_classifier import train_classifier
-from training.train_prior import PriorOptions, train_prior
-from training.train_vae import VAEOptions, train_vae
+from training.vae import VAEOptions, train_vae
+from training.vqvae import train_vqvae
 
 DATA = "synthetic:240"
 TINY_VQVAE = VQVAEConfig(hidden=16, residual_hidden=8, residual_blocks=1, num_codes=16, code_dim=4)

@@ -1,5 +1,6 @@
 """The packages committed in exported_models/: the ones `make serve` and the images serve. They load (every
-sha256 checked), their recorded test figures are the ones the README quotes, and they behave like trained models."""
+sha256 checked), their recorded test figures are the ones the README and the model cards quote, and they behave
+like trained models."""
 
 import json
 from collections.abc import Iterator
@@ -58,7 +59,7 @@ def test_the_torch_sampling_bench_times_a_prior_of_the_bundled_shape() -> None:
 
 
 def test_the_bundled_vqvae_reads_back_as_its_torch_models() -> None:
-    """What `--vqvae/--prior exported_models/mnist-vqvae/N` trains and evaluates with (package_checkpoint.py)."""
+    """What `--vqvae/--prior exported_models/mnist-vqvae/N` trains and evaluates with (training/export/readback.py)."""
     package = BUNDLED / VQVAE / str(NEWEST[VQVAE])
     vqvae, prior = load_model(package, "vqvae"), load_model(package, "prior")
     graphs = {name: ort.InferenceSession(str(package / f"{name}.onnx")) for name in ("encoder", "decoder", "prior")}
@@ -67,7 +68,7 @@ def test_the_bundled_vqvae_reads_back_as_its_torch_models() -> None:
     images = graphs["decoder"].run(None, {"z_q": np.ascontiguousarray(codebook[codes].transpose(0, 3, 1, 2))})[0]
     with torch.no_grad():
         assert np.array_equal(
-            vqvae.encode(torch.from_numpy(images))[1].numpy(), graphs["encoder"].run(None, {"image": images})[1]
+            vqvae.encode(torch.from_numpy(images)).codes.numpy(), graphs["encoder"].run(None, {"image": images})[1]
         )
         logits = prior.logits(torch.from_numpy(codes)).numpy()
     assert np.abs(logits - graphs["prior"].run(None, {"codes": codes})[0]).max() <= 1e-4

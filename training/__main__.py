@@ -1,37 +1,40 @@
-"""One command line for every training stage: `python -m training <command> --help`.
+"""One command line for every training stage: `latentgen-train <command> --help` (or `python -m training`).
 
 vqvae       stage 1: train the VQ-VAE autoencoder
 prior       stage 2: encode the dataset, train the PixelCNN prior on its codes
-classifier  train the digit classifier that scores samples
-evaluate    measure a VQ-VAE and its prior on the test split
+vae         train a VAE of the family (MLP, conv, ResNet, transformer; beta, warm-up, free bits)
+classifier  train the classifier that scores samples
+evaluate    measure a VQ-VAE and its prior, or a VAE, on the test split
 average     average the weights of checkpoints fine-tuned from one ancestor (a model soup)
 export      write the ONNX model package, checked against torch
+recipe      run a bundled package's recipe (recipes/<id>.sh), or --toy: the same at toy size
 """
 
 import argparse
 import json
 import sys
 
-from training.average_checkpoints import AverageOptions, write_average
+from training.average import AverageOptions, write_average
+from training.classifier import train_classifier
 from training.cli import add_options, build
-from training.evaluate import EvaluateOptions, evaluate_vqvae
-from training.evaluate_vae import evaluate_vae
+from training.evaluate import EvaluateOptions, evaluate_vae, evaluate_vqvae
 from training.models.classifier import ClassifierConfig
 from training.models.pixelcnn import PixelCNNConfig
 from training.models.vae import VAEConfig
 from training.models.vq_vae import VQVAEConfig
+from training.prior import PriorOptions, train_prior
+from training.recipe import recipe_command
 from training.run import RunOptions
-from training.train import train_vqvae
-from training.train_classifier import train_classifier
-from training.train_prior import PriorOptions, train_prior
-from training.train_vae import VAEOptions, train_vae
+from training.vae import VAEOptions, train_vae
+from training.vqvae import train_vqvae
 
 # Fields set from the data or the stage-1 model rather than from the command line.
+IMAGE = ("image_channels", "image_height", "image_width")
 DERIVED = {
-    VQVAEConfig: ("image_channels", "image_size"),
-    PixelCNNConfig: ("num_codes", "grid_size", "num_classes"),
-    ClassifierConfig: ("image_channels", "image_size", "num_classes"),
-    VAEConfig: ("image_channels", "image_size", "num_classes"),
+    VQVAEConfig: IMAGE,
+    PixelCNNConfig: ("num_codes", "grid_height", "grid_width", "num_classes"),
+    ClassifierConfig: (*IMAGE, "num_classes"),
+    VAEConfig: (*IMAGE, "num_classes"),
 }
 
 
@@ -93,9 +96,10 @@ def average_command(argv: list[str]) -> None:
 
 def export_command(argv: list[str]) -> None:
     # Imported here, not above: export needs the service's manifest schema (pydantic) and onnxruntime, which a
-    # torch-only GPU machine lacks; every other command runs there (training/gpu.sh).
-    from training.export import ExportOptions, export_vqvae
-    from training.export_vae import export_vae
+    # torch-only GPU machine lacks; every other command runs there (tools/gpu.sh).
+    from training.export.package import ExportOptions
+    from training.export.vae import export_vae
+    from training.export.vqvae import export_vqvae
 
     args = parse("export", "Write the ONNX model package, checked against torch.", argv, ExportOptions)
     options = build(ExportOptions, args)
@@ -110,6 +114,7 @@ COMMANDS = {
     "evaluate": evaluate_command,
     "average": average_command,
     "export": export_command,
+    "recipe": recipe_command,
 }
 
 

@@ -6,11 +6,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from training.export.readback import checkpoint_from_package, is_package
 from training.models.classifier import Classifier, ClassifierConfig
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
 from training.models.vae import VAE, VAEConfig
 from training.models.vq_vae import VQVAE, VQVAEConfig
-from training.package_checkpoint import checkpoint_from_package, is_package
 
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "vqvae": (VQVAE, VQVAEConfig),
@@ -34,13 +34,23 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", kind: 
     return torch.load(path, map_location=device, weights_only=False)
 
 
+def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints from before images and code grids could be non-square name one side for both."""
+    config = dict(config)
+    if "image_size" in config:
+        config["image_height"] = config["image_width"] = config.pop("image_size")
+    if "grid_size" in config:
+        config["grid_height"] = config["grid_width"] = config.pop("grid_size")
+    return config
+
+
 def load_model(path: str | Path, kind: str, device: torch.device | str = "cpu") -> Any:
     """The model of `kind` saved at `path`, in eval mode on `device`."""
     state = load_checkpoint(path, device, kind)
     if state.get("kind") != kind:
         raise ValueError(f"{path} holds a {state.get('kind')!r} checkpoint, expected {kind!r}")
     model_class, config_class = MODELS[kind]
-    model = model_class(config_class(**state["config"])).to(device)
+    model = model_class(config_class(**upgrade_config(state["config"]))).to(device)
     model.load_state_dict(state["model"])
     return model.eval()
 

@@ -1,95 +1,37 @@
-"""Measurements on a data split: reconstruction, codebook use, prior likelihood, sample quality.
-
-`python -m training evaluate` runs them all on the test split and writes a JSON report; the
-training loops call the same functions on the validation split.
-"""
+"""`python -m training evaluate`: every figure of a VQ-VAE and its prior, or of a VAE (--vae), on the test
+split, written as the JSON report that export puts into the manifest."""
 
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from training.checkpoint import load_checkpoint, load_model
-from training.data import ImageSet, load_dataset
-from training.models.classifier import Classifier
+from training.checkpoint import load_checkpoint, load_model, upgrade_config
+from training.data import DataOptions, ImageSet, image_shape, load_splits
+from training.metrics.reconstruction import encode_codes, gaussian_bits, prior_nll, reconstruction_metrics
+from training.metrics.samples import predict_probabilities, sample_quality
+from training.metrics.vae import (
+    bits_per_dimension,
+    fixed_evaluation_set,
+    importance_sampled_nll,
+    vae_statistics,
+)
+from training.models.classifier import Classifier, ClassifierConfig
 from training.models.pixelcnn import PixelCNN
-from training.models.vector_quantizer import code_statistics
+from training.models.vae import VAE
 from training.models.vq_vae import VQVAE
 from training.run import pick_device
 
 
-@torch.no_grad()
-def encode_codes(model: VQVAE, images: ImageSet, device: torch.device, batch_size: int = 500) -> torch.Tensor:
-    """All images of a split -> their code grids (N, h, w), on the CPU."""
-    model.eval()
-    codes = [model.encode(batch.to(device))[1].cpu() for batch, _ in images.batches(batch_size)]
-    return torch.cat(codes)
-
-
-@torch.no_grad()
-def reconstruction_metrics(
-    model: VQVAE, images: ImageSet, device: torch.device, batch_size: int = 500
-) -> dict[str, float]:
-    """MSE and PSNR of clamped reconstructions (pixels in [0, 1]), codebook usage and perplexity."""
-    model.eval()
-    squared_error, all_codes = 0.0, []
-    for batch, _ in images.batches(batch_size):
-        batch = batch.to(device)
-        _, codes = model.encode(batch)
-        reconstruction = model.decode_codes(codes)
-        squared_error += F.mse_loss(reconstruction, batch, reduction="sum").item()
-        all_codes.append(codes.cpu())
-    mse = squared_error / images.images.numel()
-    stats = code_statistics(torch.cat(all_codes), model.config.num_codes)
-    return {"mse": mse, "psnr": 10 * math.log10(1 / mse), "codebook_usage": stats.usage, "perplexity": stats.perplexity}
-
-
-def inception_score(probabilities: np.ndarray) -> float:
-    """exp(E_x KL(p(y|x) || p(y))), Salimans et al. 2016, on one split of all samples."""
-    marginal = probabilities.mean(0, keepdims=True)
-    kl = (probabilities * (np.log(probabilities + 1e-12) - np.log(marginal + 1e-12))).sum(1)
-    return float(np.exp(kl.mean()))
-
-
-@torch.no_grad()
-def prior_nll(prior: PixelCNN, codes: ImageSet, device: torch.device, batch_size: int = 500) -> dict[str, float]:
-    """Mean negative log-likelihood of code grids in bits per code."""
-    prior.eval()
-    total = 0.0
-    for batch, labels in codes.batches(batch_size):
-        batch = batch.to(device)
-        logits = prior.logits(batch, labels.to(device) if prior.config.num_classes else None)
-        total += F.cross_entropy(logits.float(), batch, reduction="sum").item()
-    return {"bits_per_code": total / codes.images.numel() / math.log(2)}
-
-
-@torch.no_grad()
-def predict_probabilities(classifier: Classifier, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    classifier.eval()
-    device = next(classifier.parameters()).device
-    chunks = [
-        classifier(images[i : i + batch_size].to(device))[0].softmax(1).cpu() for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(chunks)
-
-
-def sample_quality(probabilities: np.ndarray, confidence: float = 0.9) -> dict[str, float]:
-    return {
-        "inception_score": inception_score(probabilities),
-        "confident_fraction": float((probabilities.max(1) >= confidence).mean()),
-    }
-
-
 @dataclass
-class EvaluateOptions:
-    data: str = "../shared/data/mnist.npz"
+class EvaluateOptions(DataOptions):
     vqvae: str = "runs/vqvae/best.pt"
     prior: str = "runs/prior/best.pt"
-    classifier: str = "training/weights/mnist-classifier.pt"
+    # A classifier of the dataset's classes scores the samples (MNIST: training/weights/mnist-classifier.pt);
+    # without one the sample score is skipped, and the report says so.
+    classifier: str = ""
     samples: int = 1000  # prior samples scored by the classifier
     vae: str = ""  # evaluate this VAE checkpoint instead of a VQ-VAE and its prior
     importance_samples: int = 5000  # k for the VAE's importance-sampled NLL
@@ -100,11 +42,27 @@ class EvaluateOptions:
 
 
 EVALUATION_METHOD = (
-    "`python -m training evaluate` on the {images} test images; sample quality: Inception Score "
-    "(Salimans et al. 2016, one split) of {n} {conditioning} prior samples at temperature {t}, computed with "
-    "the project's MNIST classifier (test accuracy {acc:.4f}) in place of Inception; confident_fraction = "
-    "share of samples the classifier assigns a class with probability >= 0.9"
+    "`python -m training evaluate` on the {images} test images ({split}); bits_per_dim: the prior's bits for the "
+    "image's codes plus -log2 p(x | codes) under a Gaussian decoder whose variance is the validation MSE, on "
+    "uniformly dequantized 8-bit pixels, per dimension; {score}"
 )
+SCORE_METHOD = (
+    "sample quality: Inception Score (Salimans et al. 2016, one split) of {n} {conditioning} prior samples at "
+    "temperature {t}, computed with {classifier} (test accuracy {acc:.4f}) in place of Inception; "
+    "confident_fraction = share of samples the classifier assigns a class with probability >= 0.9"
+)
+
+
+def classifier_mismatch(options: EvaluateOptions, state: dict | None, shape: tuple, classes: int) -> str:
+    """Why the sample score cannot be computed ("" when it can)."""
+    if state is None:
+        return "no classifier was given (--classifier), so the sample score was skipped"
+    config = ClassifierConfig(**upgrade_config(state["config"]))
+    if image_shape(config) != shape:
+        return f"{options.classifier} takes {image_shape(config)} images, the model makes {shape}"
+    if classes and config.num_classes != classes:
+        return f"{options.classifier} knows {config.num_classes} classes, the data has {classes}"
+    return ""
 
 
 def evaluate_vqvae(options: EvaluateOptions) -> dict:
@@ -112,14 +70,31 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
     device = pick_device(options.device)
     vqvae: VQVAE = load_model(options.vqvae, "vqvae", device)
     prior: PixelCNN = load_model(options.prior, "prior", device)
-    classifier_state = load_checkpoint(options.classifier)
-    classifier: Classifier = load_model(options.classifier, "classifier", device)
-    splits = load_dataset(options.data, vqvae.config.image_size, vqvae.config.image_channels, seed=options.seed)
+    shape = image_shape(vqvae.config)
+    splits = load_splits(options, options.seed, shape)
     test = splits.test
     metrics = reconstruction_metrics(vqvae, test, device)
     nll = prior_nll(prior, ImageSet(encode_codes(vqvae, test, device), test.labels), device)
-    grid_codes, pixels = vqvae.config.grid_size**2, np.prod(test.images.shape[1:])
-    metrics.update(nll, bits_per_pixel=nll["bits_per_code"] * grid_codes / pixels)
+    grid_codes, pixels = math.prod(vqvae.config.grid), math.prod(shape)
+    variance = reconstruction_metrics(vqvae, splits.val, device)["mse"] + 1 / (12 * 256**2)  # + dequantization
+    image_bits = nll["bits_per_code"] * grid_codes + gaussian_bits(vqvae, test, variance, device)
+    metrics.update(nll, bits_per_pixel=nll["bits_per_code"] * grid_codes / pixels, bits_per_dim=image_bits / pixels)
+    classifier_state = load_checkpoint(options.classifier) if options.classifier else None
+    skipped = classifier_mismatch(options, classifier_state, shape, prior.config.num_classes)
+    report = {
+        "split": "test",
+        "images": len(test),
+        "metrics": metrics,
+        "vqvae": options.vqvae,
+        "prior": options.prior,
+        "data": splits.name,
+        "data_split": splits.split,
+    }
+    if skipped:
+        report["sample_score"] = f"skipped: {skipped}"
+        report["method"] = EVALUATION_METHOD.format(images=len(test), split=splits.split, score=report["sample_score"])
+        return write_report(report, options.out)
+    classifier: Classifier = load_model(options.classifier, "classifier", device)
 
     generator = torch.Generator().manual_seed(options.seed)
     labels = (
@@ -134,25 +109,56 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
     samples = torch.cat([vqvae.decode_codes(chunk) for chunk in codes.split(500)])
     metrics.update(sample_quality(predict_probabilities(classifier, samples).numpy()))
     real = sample_quality(predict_probabilities(classifier, test.images).numpy())
+    report["reference"] = {
+        "real_test_inception_score": real["inception_score"],
+        "classifier_test_accuracy": classifier_state["test_accuracy"],
+    }
+    score = SCORE_METHOD.format(
+        n=options.samples,
+        conditioning="class-conditional (labels cycling through the classes)"
+        if labels is not None
+        else "unconditional",
+        t=options.temperature,
+        classifier=options.classifier,
+        acc=classifier_state["test_accuracy"],
+    )
+    report["method"] = EVALUATION_METHOD.format(images=len(test), split=splits.split, score=score)
+    return write_report(report, options.out)
+
+
+def write_report(report: dict, out: str) -> dict:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=2))
+    return report
+
+
+NLL_METHOD = (
+    "`python -m training evaluate --vae` on the {images} test images, {data}; NLL: importance sampling with "
+    "k = {k} samples per image from q(z|x) (Burda et al. 2015); ELBO, KL and active units (Cov_x E[z_u|x] > 0.01) "
+    "from one posterior sample per image"
+)
+
+
+def evaluate_vae(options: EvaluateOptions) -> dict:
+    """Test-split NLL, ELBO, KL and active units; written to `options.out` as JSON and returned."""
+    device = pick_device(options.device)
+    model: VAE = load_model(options.vae, "vae", device)
+    splits = load_splits(options, options.seed, model.config.image_shape)
+    test = fixed_evaluation_set(model, splits.test, seed=options.seed)
+    statistics = vae_statistics(model, test, device)
+    metrics = statistics.as_metrics() | {"nll": importance_sampled_nll(model, test, device, options.importance_samples)}
+    described = (
+        "binarized once with a fixed seed" if model.config.likelihood == "bernoulli" else "uniformly dequantized"
+    )
+    if model.config.likelihood == "gaussian":
+        metrics["bits_per_dim"] = bits_per_dimension(metrics["nll"], model.config.pixels)
     report = {
         "split": "test",
         "images": len(test),
         "metrics": metrics,
-        "reference": {
-            "real_test_inception_score": real["inception_score"],
-            "classifier_test_accuracy": classifier_state["test_accuracy"],
-        },
-        "method": EVALUATION_METHOD.format(
-            images=len(test),
-            n=options.samples,
-            conditioning="class-conditional (labels cycling through the classes)"
-            if labels is not None
-            else "unconditional",
-            t=options.temperature,
-            acc=classifier_state["test_accuracy"],
-        ),
-        "vqvae": options.vqvae,
-        "prior": options.prior,
+        "kl_per_dimension": statistics.kl_per_dimension,
+        "method": NLL_METHOD.format(images=len(test), data=described, k=options.importance_samples),
+        "vae": options.vae,
         "data": splits.name,
     }
     Path(options.out).parent.mkdir(parents=True, exist_ok=True)

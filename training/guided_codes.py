@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from service.sampling import CachedPrior, fill_codes_cached
+from contract.sampling import CachedPrior, fill_codes_cached
 from training.data import ImageSet
 from training.models.pixelcnn import PixelCNN
-from training.models.pixelcnn_steps import cached_prior
+from training.models.pixelcnn_steps import torch_steps
 from training.models.vq_vae import VQVAE
 
 
@@ -33,7 +33,7 @@ def guided_codes(
     if weight < 0:
         raise ValueError(f"the guide's weight must be >= 0 (bits -> squared distance), got {weight}")
     vqvae.eval()
-    steps, grids = cached_prior(guide.eval(), device), []
+    steps, grids = torch_steps(guide.eval(), device), []
     batches = tqdm(images.batches(batch_size), total=-(-len(images) // batch_size), desc="guided codes", mininterval=5)
     for batch, labels in batches:
         z_e = vqvae.encoder(batch.to(device)).permute(0, 2, 3, 1).float()  # (B, h, w, D)

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from training.checkpoint import load_checkpoint
+from training.data import DataOptions
 
 
 @dataclass
-class RunOptions:
-    data: str = "../shared/data/mnist.npz"
+class RunOptions(DataOptions):
     out: str = "runs/<command>"
     epochs: int = 30
     batch_size: int = 128

@@ -1,8 +1,10 @@
 """The v1 API: list and describe models; encode, decode, sample, interpolate, reconstruct.
 
-Handlers validate the request, call the inference layer, and shape the reply. Encode and decode, the hot
-routes, await their batch in the event loop and validate their query string with one pydantic model
-(payloads.parse_query) rather than FastAPI's dependencies; the longer operations run in a worker thread.
+Every handler reads alike: its model and query (one pydantic model, payloads.model_and_query), its body (one
+pydantic model, or images), then one call into the inference layer and the reply. They parse for themselves
+rather than through FastAPI's per-parameter dependencies, which cost the hot routes a fifth of the event loop's
+time; the OpenAPI schema is generated from the same models. Encode and decode await their batch in the event loop;
+the longer operations run in a worker thread.
 """
 
 import asyncio
@@ -10,60 +12,57 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service import inference
-from service.deps import ModelDep, RegistryDep, SettingsDep, lookup_model
-from service.errors import InvalidInputError, UnsupportedMediaTypeError
-from service.registry import LoadedModel
+from contract.errors import InvalidInputError
+from service import inference, latent_paths
+from service.deps import RegistryDep
+from service.registry import LoadedModel, Registry
 from service.routes.payloads import (
     as_array,
     base64_image,
     check_count,
     images_response,
+    json_body,
     json_body_schema,
     json_response,
+    model_and_query,
     model_fields,
     parameters_schema,
-    parse_json,
-    parse_query,
     read_images,
 )
 from service.schemas import (
-    FORMAT_HELP,
     DecodeIn,
-    DecodeQuery,
     EncodeOut,
     EncodeQuery,
     Endpoint,
     ErrorOut,
-    ImageFormat,
     ImagesIn,
     ImagesOut,
+    ImagesQuery,
     InpaintIn,
     InterpolateIn,
+    ModelQuery,
+    ReconstructQuery,
     SampleIn,
     TraverseIn,
 )
 
-
-async def require_json(request: Request) -> None:
-    if not request.headers.get("content-type", "").startswith("application/json"):
-        raise UnsupportedMediaTypeError("send a JSON body (Content-Type: application/json)")
-
-
 ERRORS = {status: {"model": ErrorOut} for status in (401, 404, 413, 415, 422, 503)}
 IMAGE_RESPONSES = {200: {"model": ImagesOut, "content": {"image/png": {}}}, **ERRORS}
-FormatQuery = Annotated[ImageFormat, Query(alias="format", description=FORMAT_HELP)]
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERRORS)
-JSON_ONLY = [Depends(require_json)]  # routes whose body is JSON answer 415 to anything else
 
 
-def describe(model: LoadedModel, registry: RegistryDep) -> dict:
+def openapi(query: type[BaseModel], body: type[BaseModel] | None = None, multipart: bool = False) -> dict:
+    """The OpenAPI description of a handler that reads its own query (and body)."""
+    return parameters_schema(query) | (json_body_schema(body, multipart=multipart) if body else {})
+
+
+def describe(model: LoadedModel, registry: Registry) -> dict:
     return {
         **model_fields(model),
         "kind": model.manifest.kind,
@@ -81,24 +80,18 @@ def list_models(registry: RegistryDep) -> dict:
     }
 
 
-@router.get("/{model_id}")
-def get_model(model: ModelDep, registry: RegistryDep) -> dict:
+@router.get("/{model_id}", openapi_extra=openapi(ModelQuery))
+def get_model(request: Request) -> dict:
     """The manifest, the versions on offer and the execution provider in use."""
-    return describe(model, registry)
+    model, _ = model_and_query(request, ModelQuery)
+    return describe(model, request.app.state.registry)
 
 
-LabelsQuery = Annotated[list[int] | None, Query(description="class-conditional VAE: the class of each image")]
-
-
-@router.post(
-    "/{model_id}/encode",
-    response_model=EncodeOut,
-    openapi_extra=json_body_schema(ImagesIn, multipart=True) | parameters_schema(EncodeQuery),
-)
+@router.post("/{model_id}/encode", response_model=EncodeOut, openapi_extra=openapi(EncodeQuery, ImagesIn, True))
 async def encode(request: Request) -> Response:
     """Images -> VQ-VAE code grids (N, h, w) (+ z_e); VAE posterior mean and logvar (N, Z) (+ a sample z)."""
-    query = parse_query(EncodeQuery, request)
-    model, include = lookup_model(request, query.version), query.include
+    model, query = model_and_query(request, EncodeQuery)
+    include = query.include
     kind = model.manifest.kind
     if include is not None and include != {"vqvae": "z_e", "vae": "sample"}[kind]:
         raise InvalidInputError(f"include={include} does not apply to a {kind} model")
@@ -121,34 +114,23 @@ async def encode(request: Request) -> Response:
 
 
 @router.post(
-    "/{model_id}/reconstruct", responses=IMAGE_RESPONSES, openapi_extra=json_body_schema(ImagesIn, multipart=True)
+    "/{model_id}/reconstruct", responses=IMAGE_RESPONSES, openapi_extra=openapi(ReconstructQuery, ImagesIn, True)
 )
-async def reconstruct(
-    request: Request,
-    model: ModelDep,
-    settings: SettingsDep,
-    labels: LabelsQuery = None,
-    image_format: FormatQuery = "png",
-) -> Response:
+async def reconstruct(request: Request) -> Response:
     """Encode, then decode: images -> their reconstructions and codes (VQ-VAE) or latents (VAE)."""
+    model, query = model_and_query(request, ReconstructQuery)
     with model.expecting("encoder"):
-        images = await read_images(request, model, settings)
-        result = await run_in_threadpool(inference.reconstruct, model, images, labels)
-    return images_response(request, model, result.pop("images"), image_format, **result)
+        images = await read_images(request, model, request.app.state.settings)
+        result = await run_in_threadpool(inference.reconstruct, model, images, query.labels)
+    return images_response(request, model, result.pop("images"), query.image_format, **result)
 
 
-@router.post(
-    "/{model_id}/decode",
-    responses=IMAGE_RESPONSES,
-    openapi_extra=json_body_schema(DecodeIn) | parameters_schema(DecodeQuery),
-)
+@router.post("/{model_id}/decode", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesQuery, DecodeIn))
 async def decode(request: Request) -> Response:
     """VQ-VAE code grids (N, h, w), or continuous latents -> images. A class-conditional VAE takes
     `labels` too: one z decoded as every class is an analogy (Kingma et al. 2014)."""
-    await require_json(request)
-    query = parse_query(DecodeQuery, request)
-    model = lookup_model(request, query.version)
-    body: DecodeIn = parse_json(DecodeIn, await request.body())
+    model, query = model_and_query(request, ImagesQuery)
+    body: DecodeIn = await json_body(request, DecodeIn)
     given = body.codes if body.codes is not None else body.latents
     check_count("items", len(given), request.app.state.settings.MAX_IMAGES)
     with model.expecting("decoder"):
@@ -179,13 +161,13 @@ async def until_disconnect(request: Request) -> AsyncIterator[Callable[[], bool]
         watcher.cancel()
 
 
-@router.post("/{model_id}/sample", responses=IMAGE_RESPONSES, dependencies=JSON_ONLY)
-async def sample(
-    request: Request, body: SampleIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
-) -> Response:
+@router.post("/{model_id}/sample", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesQuery, SampleIn))
+async def sample(request: Request) -> Response:
     """Samples from the prior: the PixelCNN over codes (with codes and mask, completes a partial
     grid), or N(0, I) for a VAE."""
-    check_count("samples", body.n, settings.MAX_SAMPLES)
+    model, query = model_and_query(request, ImagesQuery)
+    body: SampleIn = await json_body(request, SampleIn)
+    check_count("samples", body.n, request.app.state.settings.MAX_SAMPLES)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     codes = as_array(body.codes, "codes")
     mask = as_array(body.mask, "mask", bool)
@@ -193,54 +175,54 @@ async def sample(
         result = await run_in_threadpool(
             inference.sample, model, body.n, seed, body.temperature, body.top_k, body.labels, codes, mask, gone
         )
-    return images_response(request, model, result.pop("images"), image_format, seed=seed, **result)
+    return images_response(request, model, result.pop("images"), query.image_format, seed=seed, **result)
 
 
 async def endpoint_latent(model: LoadedModel, endpoint: Endpoint | TraverseIn) -> np.ndarray:
     image = None if endpoint.image is None else base64_image(endpoint.image, model)
     latent = as_array(endpoint.latent, "latent", np.float32)
     codes = as_array(getattr(endpoint, "codes", None), "codes")  # a traversal starts from an image or z only
-    return await run_in_threadpool(inference.endpoint_latent, model, image, codes, latent)
+    return await run_in_threadpool(latent_paths.endpoint_latent, model, image, codes, latent)
 
 
-@router.post("/{model_id}/interpolate", responses=IMAGE_RESPONSES, dependencies=JSON_ONLY)
-async def interpolate(
-    request: Request, body: InterpolateIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
-) -> Response:
+@router.post("/{model_id}/interpolate", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesQuery, InterpolateIn))
+async def interpolate(request: Request) -> Response:
     """Decoded points on a line (or great circle) between two latents; a VQ-VAE re-quantizes each."""
-    check_count("steps", body.steps, settings.MAX_STEPS)
+    model, query = model_and_query(request, ImagesQuery)
+    body: InterpolateIn = await json_body(request, InterpolateIn)
+    check_count("steps", body.steps, request.app.state.settings.MAX_STEPS)
     start, end = await endpoint_latent(model, body.start), await endpoint_latent(model, body.end)
     result = await run_in_threadpool(
-        inference.interpolate, model, start, end, body.steps, body.method, body.quantize, body.labels
+        latent_paths.interpolate, model, start, end, body.steps, body.method, body.quantize, body.labels
     )
     images = result.pop("images")
-    return images_response(request, model, images, image_format, columns=len(images), **result)
+    return images_response(request, model, images, query.image_format, columns=len(images), **result)
 
 
-@router.post("/{model_id}/traverse", responses=IMAGE_RESPONSES, dependencies=JSON_ONLY)
-async def traverse(
-    request: Request, body: TraverseIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
-) -> Response:
+@router.post("/{model_id}/traverse", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesQuery, TraverseIn))
+async def traverse(request: Request) -> Response:
     """VAE: one latent dimension swept from low to high around a z (or an image's posterior mean)."""
-    check_count("steps", body.steps, settings.MAX_STEPS)
+    model, query = model_and_query(request, ImagesQuery)
+    body: TraverseIn = await json_body(request, TraverseIn)
+    check_count("steps", body.steps, request.app.state.settings.MAX_STEPS)
     inference.require_kind(model, "vae", "traverse")
     z = await endpoint_latent(model, body)
     result = await run_in_threadpool(
-        inference.traverse, model, z, body.dimension, body.low, body.high, body.steps, body.labels
+        latent_paths.traverse, model, z, body.dimension, body.low, body.high, body.steps, body.labels
     )
     images = result.pop("images")
-    return images_response(request, model, images, image_format, columns=len(images), **result)
+    return images_response(request, model, images, query.image_format, columns=len(images), **result)
 
 
-@router.post("/{model_id}/inpaint", responses=IMAGE_RESPONSES, dependencies=JSON_ONLY)
-async def inpaint(
-    request: Request, body: InpaintIn, model: ModelDep, settings: SettingsDep, image_format: FormatQuery = "png"
-) -> Response:
+@router.post("/{model_id}/inpaint", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesQuery, InpaintIn))
+async def inpaint(request: Request) -> Response:
     """VAE: fill the masked pixels by iterating encode -> sample -> decode on them only."""
-    check_count("iterations", body.iterations, settings.MAX_ITERATIONS)
+    model, query = model_and_query(request, ImagesQuery)
+    body: InpaintIn = await json_body(request, InpaintIn)
+    check_count("iterations", body.iterations, request.app.state.settings.MAX_ITERATIONS)
     inference.require_kind(model, "vae", "inpaint")
     image = base64_image(body.image, model)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     missing = as_array(body.mask, "mask", bool)
     result = await run_in_threadpool(inference.inpaint, model, image, missing, body.iterations, seed, body.labels)
-    return images_response(request, model, result.pop("images"), image_format, seed=seed, **result)
+    return images_response(request, model, result.pop("images"), query.image_format, seed=seed, **result)

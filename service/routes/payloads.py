@@ -4,20 +4,23 @@ import base64
 import binascii
 import json
 import math
+import typing
 from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
+from contract.errors import InvalidInputError, UnsupportedMediaTypeError
+from contract.images import decode_image, png_bytes, tile
 from service.config import Settings
-from service.errors import InvalidInputError, UnsupportedMediaTypeError
-from service.images import decode_image, png_bytes, tile
 from service.multipart import form_files
 from service.registry import LoadedModel
-from service.schemas import ImageFormat, ImagesIn
+from service.schemas import ImageFormat, ImagesIn, ModelQuery
 
-QueryModel = TypeVar("QueryModel", bound=BaseModel)
+QueryModel = TypeVar("QueryModel", bound=ModelQuery)
+BodyModel = TypeVar("BodyModel", bound=BaseModel)
 
 
 def check_count(what: str, count: int, limit: int) -> None:
@@ -52,13 +55,32 @@ def parse_json(model_class: type[BaseModel], raw: bytes) -> Any:
 
 
 def parse_query(model_class: type[QueryModel], request: Request) -> QueryModel:
-    """The query string, validated by one pydantic model. The hot routes (encode, decode) read their parameters
-    this way: FastAPI's per-parameter dependency solving took a fifth of the event loop's time per one-image
-    encode under load (py-spy), and reading them here more than halved the Python calls per encode request."""
+    """The query string, validated by one pydantic model; a list field takes every value of its repeated key."""
+    params = request.query_params
+    lists = {field.alias or name for name, field in model_class.model_fields.items() if field_is_list(field)}
+    values = {key: params.getlist(key) if key in lists else params[key] for key in params}
     try:
-        return model_class.model_validate(request.query_params)
+        return model_class.model_validate(values)
     except ValidationError as error:
         raise InvalidInputError(validation_message(error, "query")) from None
+
+
+def field_is_list(field: FieldInfo) -> bool:
+    return any(typing.get_origin(t) is list for t in (field.annotation, *typing.get_args(field.annotation)))
+
+
+def model_and_query(request: Request, model_class: type[QueryModel]) -> tuple[LoadedModel, QueryModel]:
+    """The route's {model_id} in the query's version (or the newest), and the validated query."""
+    query = parse_query(model_class, request)
+    # A dictionary lookup: the id never becomes a path, so it cannot escape the models folder.
+    return request.app.state.registry.get(request.path_params["model_id"], query.version), query
+
+
+async def json_body(request: Request, model_class: type[BodyModel]) -> BodyModel:
+    """The JSON body, validated by one pydantic model; 415 for anything but JSON."""
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise UnsupportedMediaTypeError("send a JSON body (Content-Type: application/json)")
+    return parse_json(model_class, await request.body())
 
 
 def parameters_schema(model_class: type[BaseModel]) -> dict:

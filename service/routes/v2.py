@@ -10,11 +10,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from contract.errors import InvalidInputError, NotFoundError
+from contract.manifest import GraphSpec, TensorSpec
 from service import inference
 from service.batching import batch_rows
 from service.deps import RegistryDep, SettingsDep
-from service.errors import InvalidInputError, NotFoundError
-from service.manifest import GraphSpec, TensorSpec
 from service.registry import LoadedModel, Registry
 from service.routes.health import readiness
 from service.routes.payloads import json_body_schema, json_bytes, json_response, parse_json
@@ -147,19 +147,26 @@ def run_graph(model: LoadedModel, graph: str, feeds: dict[str, np.ndarray]) -> l
         raise InvalidInputError(f"onnxruntime rejected the inputs: {error}") from None
 
 
+def flag(parameters: dict, name: str, default: bool = False) -> bool:
+    value = parameters.get(name, default)
+    if type(value) is not bool:
+        raise InvalidInputError(f"parameter {name} must be true or false")
+    return value
+
+
 def infer_response(
     name: str, model: LoadedModel, request: InferRequest, names: list[str], outputs: list[np.ndarray]
 ) -> Response:
     wanted = {o.name: o.parameters for o in request.outputs} if request.outputs else {n: {} for n in names}
     if unknown := set(wanted) - set(names):
         raise InvalidInputError(f"unknown outputs {sorted(unknown)}; the graph has {names}")
-    binary_default = bool(request.parameters.get("binary_data_output", False))
+    binary_default = flag(request.parameters, "binary_data_output")
     tensors, blobs = [], []
     for output_name, array in zip(names, outputs, strict=True):
         if output_name not in wanted:
             continue
         tensor = {"name": output_name, "datatype": DATATYPES[str(array.dtype)], "shape": list(array.shape)}
-        if wanted[output_name].get("binary_data", binary_default):
+        if flag(wanted[output_name], "binary_data", binary_default):
             blob = np.ascontiguousarray(array).tobytes()
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)

@@ -6,7 +6,7 @@ from PIL import Image
 
 from client import Client
 from tests.conftest import TinyPipeline
-from tests.server import serving
+from tools.local_server import serving
 
 
 @pytest.fixture(scope="package")

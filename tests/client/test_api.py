@@ -9,14 +9,14 @@ from PIL import Image
 
 from client import Client, InvalidInputError, NotFoundError, UnreachableError
 from tests.client.conftest import digit_image, digits
-from tests.server import free_port
+from tools.local_server import free_port
 
 UNCONDITIONAL, CONDITIONAL, VAE, CVAE = "tiny-uncond", "tiny-vqvae", "tiny-vae", "tiny-cvae"
 
 
 def test_the_client_imports_without_onnxruntime_or_torch() -> None:
     blocked = "import sys; sys.modules.update(onnxruntime=None, torch=None, fastapi=None, service=None, training=None)"
-    code = f"{blocked}; import client, client.cli, client.tour; print(client.Client.__name__)"
+    code = f"{blocked}; import client, client.cli, tools.tour; print(client.Client.__name__)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Client"

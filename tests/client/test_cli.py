@@ -11,7 +11,8 @@ from PIL import Image
 from client.cli import main
 from client.codes_file import CodesFile
 from tests.client.conftest import digits
-from tests.server import ROOT
+from tools.local_server import ROOT
+from tools.tour import main as draw_tour
 
 
 def write_digits(folder, names: list[str], seed: int = 0) -> None:
@@ -95,8 +96,8 @@ def test_errors_exit_with_the_services_message(url: str, tmp_path) -> None:
     assert result.returncode == 1 and "404 not_found" in result.stderr and "nothing" in result.stderr
 
 
-def test_the_tour_draws_the_readme_pictures(url: str, tmp_path) -> None:
-    main(["tour", "--url", url, "--vqvae", "tiny-uncond", "--vae", "tiny-vae", "--out", str(tmp_path)])
+def test_the_tour_draws_the_readme_pictures_through_the_client(url: str, tmp_path) -> None:
+    draw_tour(["--url", url, "--vqvae", "tiny-uncond", "--vae", "tiny-vae", "--out", str(tmp_path)])
     sizes = {name: Image.open(tmp_path / name).size for name in ("samples.png", "interpolation.png", "manifold.png")}
     assert sizes["samples.png"] == (2 * (10 * 30 + 2), 2 * (8 * 30 + 2))
     assert sizes["interpolation.png"] == (2 * (10 * 30 + 2), 2 * 6 * 32)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import TinyPipeline
-from tests.server import free_port
+from tools.local_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
+from contract.errors import InvalidInputError, OverloadedError
 from service.batching import Batcher
-from service.errors import InvalidInputError, OverloadedError
 
 
 class Recorder:

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from service.main import STATIC
 from tests.conftest import TinyPipeline
-from tests.server import serving
 from tests.service.conftest import UNCONDITIONAL, make_client
+from tools.local_server import serving
 
 INSTALL = "apt-get install chromium chromium-driver (Debian's headless browser and its WebDriver; pip install selenium)"
 # As the machine's probe started it: without the background-networking flags Chromium's own

@@ -24,8 +24,8 @@ import pytest
 
 from service.memory import MemoryRelease
 from tests.conftest import TinyPipeline
-from tests.server import serving
 from tests.service.conftest import digit_png
+from tools.local_server import serving
 
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))
 LARGE_SECONDS = float(os.environ.get("LARGE_SECONDS", "10"))

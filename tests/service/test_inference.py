@@ -7,11 +7,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from service import inference, prior
+from contract.errors import InvalidInputError
+from contract.sampling import sample_codes, sample_codes_cached
+from service import inference, latent_paths, prior
 from service.config import Settings
-from service.errors import InvalidInputError
 from service.registry import LoadedModel, Registry
-from service.sampling import sample_codes, sample_codes_cached
 from tests.conftest import TinyPipeline
 
 
@@ -42,15 +42,15 @@ def test_nearest_codes_add_the_code_penalty(model: LoadedModel) -> None:
 
 def test_slerp_keeps_the_norm_between_equal_norm_endpoints() -> None:
     a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
-    assert np.allclose(inference.slerp(a, b, 0), a) and np.allclose(inference.slerp(a, b, 1), b)
-    assert np.isclose(np.linalg.norm(inference.slerp(a, b, 0.5)), 1.0)
-    assert np.isclose(np.linalg.norm(inference.lerp(a, b, 0.5)), np.sqrt(0.5))
-    assert np.allclose(inference.slerp(a, a, 0.3), a)  # parallel endpoints fall back to the line
+    assert np.allclose(latent_paths.slerp(a, b, 0), a) and np.allclose(latent_paths.slerp(a, b, 1), b)
+    assert np.isclose(np.linalg.norm(latent_paths.slerp(a, b, 0.5)), 1.0)
+    assert np.isclose(np.linalg.norm(latent_paths.lerp(a, b, 0.5)), np.sqrt(0.5))
+    assert np.allclose(latent_paths.slerp(a, a, 0.3), a)  # parallel endpoints fall back to the line
 
 
 def test_interpolation_endpoints_are_the_given_latents(model: LoadedModel) -> None:
     start, end = np.zeros((4, 7, 7), np.float32), np.ones((4, 7, 7), np.float32)
-    result = inference.interpolate(model, start, end, 4, "linear", quantize=False)
+    result = latent_paths.interpolate(model, start, end, 4, "linear", quantize=False)
     assert np.allclose(result["latents"][0], start) and np.allclose(result["latents"][-1], end)
     assert result["images"].shape == (4, 1, 28, 28)
 
@@ -73,7 +73,7 @@ def test_fast_sampler_matches_the_full_prior_at_every_step(tiny_pipeline: TinyPi
     registry = Registry(Settings(MODELS_DIR=tiny_pipeline.models))
     registry.load()
     model = registry.get(model_id)
-    cached = prior.cached_prior(model)
+    cached = prior.onnx_steps(model)
     assert cached is not None and (cached.layers, cached.channels, cached.half) == (3, 8, 1)
     recorded = []
     position = cached.position

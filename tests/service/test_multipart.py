@@ -1,7 +1,7 @@
 import httpx
 import pytest
 
-from service.errors import BadRequestError
+from contract.errors import BadRequestError
 from service.multipart import form_files, header_parameter
 
 

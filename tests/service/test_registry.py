@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.errors import ModelUnavailableError, NotFoundError
+from contract.manifest import sha256_file
 from service.config import Settings
-from service.errors import ModelUnavailableError, NotFoundError
-from service.manifest import sha256_file
 from service.registry import Registry, batch_delay, session_options
 from tests.conftest import TinyPipeline
 

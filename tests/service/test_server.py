@@ -12,8 +12,8 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import TinyPipeline
-from tests.server import serving
 from tests.service.conftest import UNCONDITIONAL, digit_png
+from tools.local_server import serving
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from tests.conftest import TINY_PRIOR, TINY_VQVAE
 from training.augment import AffineJitter, jitter
 from training.models.pixelcnn import PixelCNN
 from training.models.vq_vae import VQVAE
-from training.train_prior import jittered_prior_loss, prior_loss
+from training.prior import jittered_prior_loss, prior_loss
 
 
 def blobs(n: int, size: int = 28) -> torch.Tensor:

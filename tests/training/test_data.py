@@ -51,10 +51,10 @@ def test_image_folder_is_searched_recursively_resized_and_labelled(tmp_path: Pat
             folder / f"{i}.{'png' if i % 2 else 'jpg'}"
         )
     (tmp_path / "pictures" / "notes.txt").write_text("not an image")
-    splits = load_dataset(str(tmp_path / "pictures"), image_size=8, channels=3, seed=1)
+    splits = load_dataset(str(tmp_path / "pictures"), image_size=(8, 8), channels=3, seed=1)
     assert len(splits.train) + len(splits.val) + len(splits.test) == 10
     assert splits.image_shape == (3, 8, 8)
-    grey = load_dataset(str(tmp_path / "pictures"), image_size=8, channels=1, seed=1)
+    grey = load_dataset(str(tmp_path / "pictures"), image_size=(8, 8), channels=1, seed=1)
     assert grey.image_shape == (1, 8, 8)
     labels = torch.cat([grey.train.labels, grey.val.labels, grey.test.labels])
     assert sorted(set(labels.tolist())) == [0, 1]  # cats, dogs: nested folders belong to their top folder

@@ -12,7 +12,7 @@ from training.data import ImageSet, load_dataset
 from training.guided_codes import guided_codes
 from training.models.pixelcnn import PixelCNN
 from training.models.vq_vae import VQVAE
-from training.train_prior import PriorOptions, train_prior
+from training.prior import PriorOptions, train_prior
 
 
 def greedy_by_full_passes(vqvae: VQVAE, guide: PixelCNN, images: ImageSet, weight: float) -> torch.Tensor:
@@ -41,7 +41,7 @@ def test_guided_codes_are_the_greedy_distortion_plus_rate_choice(tiny_pipeline: 
     codes = guided_codes(vqvae, guide, images, weight, torch.device("cpu"), batch_size=10)
     assert torch.equal(codes, greedy_by_full_passes(vqvae, guide, images, weight))
     if weight > 1:  # the rate dominates: the codes leave the encoder's nearest ones
-        assert not torch.equal(codes, vqvae.encode(images.images)[1])
+        assert not torch.equal(codes, vqvae.encode(images.images).codes)
 
 
 def test_without_weight_the_guided_codes_are_the_nearest(tiny_pipeline: TinyPipeline) -> None:
@@ -49,7 +49,7 @@ def test_without_weight_the_guided_codes_are_the_nearest(tiny_pipeline: TinyPipe
     assert vqvae.config.rate_weight == 0
     images = validation()
     codes = guided_codes(vqvae, guide, images, 0.0, torch.device("cpu"))
-    assert torch.equal(codes, vqvae.encode(images.images)[1])
+    assert torch.equal(codes, vqvae.encode(images.images).codes)
 
 
 def test_a_prior_trains_on_guided_codes(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:

@@ -9,24 +9,19 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import training.train
-from service.manifest import read_manifest, sha256_file
+import training.vqvae
+from contract.manifest import read_manifest, sha256_file
 from tests.conftest import DATA, TINY_VQVAE, TinyPipeline, run_options
 from training.__main__ import main
 from training.checkpoint import load_checkpoint, load_model
-from training.evaluate import reconstruction_metrics
-from training.export import (
-    PARITY_TOLERANCE,
-    DecoderGraph,
-    ExportOptions,
-    ParityError,
-    export_vqvae,
-    max_differences,
-)
-from training.export_vae import export_vae
+from training.export.package import PARITY_TOLERANCE, ExportOptions, ParityError, max_differences
+from training.export.shared_weights import SHARED_FILE
+from training.export.vae import export_vae
+from training.export.vqvae import DecoderGraph, export_vqvae
+from training.loop import init_weights
+from training.metrics.reconstruction import reconstruction_metrics
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
-from training.shared_weights import SHARED_FILE
-from training.train import init_weights, train_vqvae
+from training.vqvae import train_vqvae
 
 
 def session(package: Path, graph: str) -> ort.InferenceSession:
@@ -119,7 +114,7 @@ def test_resumed_training_matches_an_uninterrupted_run(tmp_path: Path, monkeypat
             raise KeyboardInterrupt  # the run dies after saving epoch 1
         return reconstruction_metrics(*args, **kwargs)
 
-    monkeypatch.setattr(training.train, "reconstruction_metrics", crash_in_second_validation)
+    monkeypatch.setattr(training.vqvae, "reconstruction_metrics", crash_in_second_validation)
     with pytest.raises(KeyboardInterrupt):
         train_vqvae(run_options(tmp_path / "resumed"), TINY_VQVAE)
     monkeypatch.undo()

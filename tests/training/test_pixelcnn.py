@@ -8,7 +8,16 @@ def make_prior(**kwargs) -> PixelCNN:
     torch.manual_seed(0)
     return PixelCNN(
         PixelCNNConfig(
-            **{"num_codes": 10, "grid_size": 5, "channels": 8, "layers": 4, "kernel": 3, "head_hidden": 16, **kwargs}
+            **{
+                "num_codes": 10,
+                "grid_height": 5,
+                "grid_width": 5,
+                "channels": 8,
+                "layers": 4,
+                "kernel": 3,
+                "head_hidden": 16,
+                **kwargs,
+            }
         )
     ).eval()
 
@@ -25,7 +34,7 @@ def test_shapes_and_loss(num_classes: int) -> None:
 
 def dependence(prior: PixelCNN, i: int, j: int) -> torch.Tensor:
     """Which positions, when their code changes, change the logits at (i, j): (h, w) bools."""
-    size, vocabulary = prior.config.grid_size, prior.config.num_codes
+    size, vocabulary = prior.config.grid_height, prior.config.num_codes
     codes = torch.randint(0, vocabulary, (1, size, size))
     reference = prior.logits(codes)[0, :, i, j]
     depends = torch.zeros(size, size, dtype=torch.bool)

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from service.sampling import sample_codes, sample_codes_cached
+from contract.sampling import sample_codes, sample_codes_cached
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
-from training.models.pixelcnn_steps import cached_prior
+from training.models.pixelcnn_steps import torch_steps
 
 
 @pytest.mark.parametrize(
     "config",
     [
-        PixelCNNConfig(num_codes=12, grid_size=5, channels=8, layers=4, kernel=3, head_hidden=16, moved_bias=True),
-        PixelCNNConfig(num_codes=12, grid_size=7, channels=8, layers=3, kernel=5, head_hidden=16, num_classes=3),
-        PixelCNNConfig(num_codes=6, grid_size=4, channels=4, layers=2, kernel=7, head_hidden=8),
+        PixelCNNConfig(12, 5, 5, channels=8, layers=4, kernel=3, head_hidden=16, moved_bias=True),
+        PixelCNNConfig(12, 7, 5, channels=8, layers=3, kernel=5, head_hidden=16, num_classes=3),  # Frey's 7x5
+        PixelCNNConfig(6, 4, 6, channels=4, layers=2, kernel=7, head_hidden=8),
     ],
 )
 def test_cached_logits_match_the_full_model_at_every_step(config: PixelCNNConfig) -> None:
@@ -25,20 +25,18 @@ def test_cached_logits_match_the_full_model_at_every_step(config: PixelCNNConfig
             torch.nn.init.normal_(layer.class_bias.weight)
         if layer.moved_bias is not None:  # a training-only bias: sampling must leave it out
             torch.nn.init.normal_(layer.moved_bias)
-    n, size = 3, config.grid_size
+    n, (h, w) = 3, config.grid
     labels = np.array([0, 2, 1]) if config.num_classes else None
-    steps = cached_prior(prior)
+    steps = torch_steps(prior)
     recorded = []
     position = steps.position
     steps.position = lambda *args: recorded.append(position(*args)) or recorded[-1]
 
-    codes = sample_codes_cached(
-        steps, np.zeros((n, size, size), np.int64), np.ones((n, size, size), bool), seed=3, labels=labels
-    )
+    codes = sample_codes_cached(steps, np.zeros((n, h, w), np.int64), np.ones((n, h, w), bool), seed=3, labels=labels)
     with torch.no_grad():
         full = prior.logits(torch.from_numpy(codes), None if labels is None else torch.from_numpy(labels)).numpy()
     for index, (logits, _) in enumerate(recorded):
-        i, j = divmod(index, size)
+        i, j = divmod(index, w)
         np.testing.assert_allclose(logits, full[:, :, i, j], atol=1e-4, err_msg=f"step ({i}, {j})")
 
     def naive(grid: np.ndarray, grid_labels: np.ndarray | None) -> np.ndarray:
@@ -47,7 +45,5 @@ def test_cached_logits_match_the_full_model_at_every_step(config: PixelCNNConfig
                 torch.from_numpy(grid), None if grid_labels is None else torch.from_numpy(grid_labels)
             ).numpy()
 
-    same_seed = sample_codes(
-        naive, np.zeros((n, size, size), np.int64), np.ones((n, size, size), bool), seed=3, labels=labels
-    )
+    same_seed = sample_codes(naive, np.zeros((n, h, w), np.int64), np.ones((n, h, w), bool), seed=3, labels=labels)
     assert np.array_equal(codes, same_seed)

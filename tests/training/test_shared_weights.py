@@ -1,4 +1,4 @@
-"""Tensors that several graphs of a package hold are stored once (training/shared_weights.py)."""
+"""Tensors that several graphs of a package hold are stored once (training/export/shared_weights.py)."""
 
 from pathlib import Path
 
@@ -7,9 +7,9 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from service.manifest import read_manifest
+from contract.manifest import read_manifest
 from tests.conftest import TinyPipeline
-from training.shared_weights import SHARED_FILE, share_tensors
+from training.export.shared_weights import SHARED_FILE, share_tensors
 
 
 def matmul_graph(path: Path, weights: dict[str, np.ndarray]) -> None:

@@ -8,13 +8,13 @@ from PIL import Image
 
 from tests.conftest import run_options
 from training.data import ImageSet
-from training.evaluate_vae import (
+from training.metrics.vae import (
     bits_per_dimension,
     importance_sampled_log_likelihood,
     vae_statistics,
 )
 from training.models.vae import VAE, DiagonalGaussian, VAEConfig, standard_normal_log_prob
-from training.train_vae import VAEOptions, train_vae
+from training.vae import VAEOptions, train_vae
 
 VARIANTS = [
     VAEConfig(architecture="mlp", latent_dim=2, hidden=32),
@@ -23,14 +23,22 @@ VARIANTS = [
     VAEConfig(architecture="conv", latent_dim=20, channels=8),
     VAEConfig(architecture="resnet", latent_dim=20, channels=8, residual_blocks=1, num_classes=10),
     VAEConfig(architecture="transformer", latent_dim=8, width=16, depth=1, heads=2, patch_size=7),
-    VAEConfig(architecture="conv", latent_dim=4, channels=4, image_channels=3, image_size=32, likelihood="gaussian"),
+    VAEConfig(
+        architecture="conv",
+        latent_dim=4,
+        channels=4,
+        image_channels=3,
+        image_height=32,
+        image_width=20,
+        likelihood="gaussian",
+    ),
 ]
 
 
 @pytest.mark.parametrize("config", VARIANTS, ids=lambda c: f"{c.architecture}-{c.likelihood}-z{c.latent_dim}")
 def test_shapes_and_a_finite_loss(config: VAEConfig) -> None:
     model = VAE(config)
-    images = torch.rand(3, config.image_channels, config.image_size, config.image_size).round()
+    images = torch.rand(3, *config.image_shape).round()
     labels = torch.tensor([0, 4, 9]) if config.num_classes else None
     posterior = model.encode(images)
     assert posterior.mean.shape == posterior.logvar.shape == (3, config.latent_dim)

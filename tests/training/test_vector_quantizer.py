@@ -54,11 +54,11 @@ def test_dead_codes_restart_from_encoder_outputs() -> None:
 def test_rate_weight_prefers_the_frequent_of_two_close_codes() -> None:
     vector = grid([[0.55, 0.0]])  # a little nearer code 1 than code 0
     plain = make_quantizer().eval()
-    assert plain(vector)[1].item() == 1
+    assert plain(vector).codes.item() == 1
     constrained = make_quantizer(rate_weight=0.1).eval()
     constrained.cluster_size.copy_(torch.tensor([100.0, 1.0, 1.0, 1.0]))  # code 0 is used 100x as often
-    assert constrained(vector)[1].item() == 0  # 0.1 * log2(100) outweighs the 0.1 difference in squared distance
-    assert constrained(grid([[0.9, 0.0]]))[1].item() == 1  # but not a clear win on distance
+    assert constrained(vector).codes.item() == 0  # 0.1 * log2(100) outweighs the 0.1 difference in squared distance
+    assert constrained(grid([[0.9, 0.0]])).codes.item() == 1  # but not a clear win on distance
 
 
 def test_a_negative_rate_weight_is_refused() -> None:

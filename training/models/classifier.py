@@ -5,6 +5,7 @@ accuracy on MNIST at a few million multiply-adds per image.
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -14,11 +15,17 @@ from torch import nn
 @dataclass
 class ClassifierConfig:
     image_channels: int = 1
-    image_size: int = 28
+    image_height: int = 28
+    image_width: int = 28
     num_classes: int = 10
     channels: int = 32
     hidden: int = 128
     dropout: float = 0.25
+
+
+class ClassifierOutput(NamedTuple):
+    logits: torch.Tensor  # (B, classes)
+    loss: torch.Tensor | None  # cross-entropy, when labels are given
 
 
 class Classifier(nn.Module):
@@ -36,7 +43,7 @@ class Classifier(nn.Module):
             nn.Dropout(config.dropout),
             nn.Flatten(),
         )
-        flat = 2 * c * (config.image_size // 4) ** 2
+        flat = 2 * c * (config.image_height // 4) * (config.image_width // 4)
         self.head = nn.Sequential(
             nn.Linear(flat, config.hidden),
             nn.ReLU(),
@@ -44,10 +51,7 @@ class Classifier(nn.Module):
             nn.Linear(config.hidden, config.num_classes),
         )
 
-    def forward(
-        self, images: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Images (B, C, H, W) in [0, 1] -> (logits (B, classes), cross-entropy or None)."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> ClassifierOutput:
+        """Images (B, C, H, W) in [0, 1] -> logits, and the cross-entropy when labels are given."""
         logits = self.head(self.features(images))
-        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
-        return logits, loss
+        return ClassifierOutput(logits, F.cross_entropy(logits.float(), labels) if labels is not None else None)

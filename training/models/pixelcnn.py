@@ -11,6 +11,7 @@ the net is told which distribution a row comes from, and sampling (no bias) keep
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +85,8 @@ class GatedLayer(nn.Module):
 @dataclass
 class PixelCNNConfig:
     num_codes: int = 512  # K, the vocabulary
-    grid_size: int = 7  # h = w of the code grid
+    grid_height: int = 7  # h of the code grid
+    grid_width: int = 7  # w
     channels: int = 128
     layers: int = 12
     kernel: int = 5  # odd; each layer widens the view by kernel // 2 on every side
@@ -92,6 +94,15 @@ class PixelCNNConfig:
     num_classes: int = 0  # 0: unconditional; >0: class-conditional prior
     dropout: float = 0.1
     moved_bias: bool = False  # learn a per-layer bias for rows whose images were moved (train_prior --augment)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.grid_height, self.grid_width
+
+
+class PriorOutput(NamedTuple):
+    logits: torch.Tensor  # (B, K, h, w)
+    loss: torch.Tensor  # mean NLL in nats per code
 
 
 class PixelCNN(nn.Module):
@@ -132,10 +143,9 @@ class PixelCNN(nn.Module):
 
     def forward(
         self, codes: torch.Tensor, labels: torch.Tensor | None = None, moved: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (logits, mean NLL in nats per code)."""
+    ) -> PriorOutput:
         logits = self.logits(codes, labels, moved)
-        return logits, F.cross_entropy(logits.float(), codes)
+        return PriorOutput(logits, F.cross_entropy(logits.float(), codes))
 
     @torch.no_grad()
     def sample(
@@ -146,10 +156,10 @@ class PixelCNN(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Ancestral sampling in raster order: n code grids (n, h, w). Runs the net h*w times."""
-        size, device = self.config.grid_size, self.embed.weight.device
-        codes = torch.zeros(n, size, size, dtype=torch.long, device=device)
-        for i in range(size):
-            for j in range(size):
+        (h, w), device = self.config.grid, self.embed.weight.device
+        codes = torch.zeros(n, h, w, dtype=torch.long, device=device)
+        for i in range(h):
+            for j in range(w):
                 logits = self.logits(codes, labels)[:, :, i, j].float() / temperature
                 probs = logits.softmax(dim=1).cpu()
                 codes[:, i, j] = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(device)

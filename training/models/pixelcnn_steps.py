@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from service.sampling import CachedPrior
+from contract.sampling import CachedPrior
 from training.models.pixelcnn import PixelCNN, gate
 
 # Tensors laid out (layers, batch, ...); every other input and output is batch-first.
@@ -74,8 +74,8 @@ def example_inputs(prior: PixelCNN, batch: int = 4) -> tuple[dict[str, torch.Ten
     half, generator = c.kernel // 2, torch.Generator().manual_seed(0)
     labels = {"labels": torch.arange(batch) % c.num_classes} if c.num_classes else {}
     row = {
-        "codes_above": torch.randint(0, c.num_codes + 1, (batch, half, c.grid_size), generator=generator),
-        "v_above": torch.randn(c.layers - 1, batch, c.channels, half, c.grid_size, generator=generator),
+        "codes_above": torch.randint(0, c.num_codes + 1, (batch, half, c.grid_width), generator=generator),
+        "v_above": torch.randn(c.layers - 1, batch, c.channels, half, c.grid_width, generator=generator),
     }
     position = {
         "codes_left": torch.randint(0, c.num_codes + 1, (batch, half), generator=generator),
@@ -143,7 +143,7 @@ def numpy_step(step: nn.Module, device: torch.device | str = "cpu"):
     return call
 
 
-def cached_prior(prior: PixelCNN, device: torch.device | str = "cpu") -> CachedPrior:
+def torch_steps(prior: PixelCNN, device: torch.device | str = "cpu") -> CachedPrior:
     """The prior's steps in torch, for the service's cached sampling loop (tests, bench.sampling_torch)."""
     c = prior.config
     return CachedPrior(

@@ -13,6 +13,7 @@ One model; the variants of the literature are config fields, not copied files:
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,8 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
 @dataclass
 class VAEConfig:
     image_channels: int = 1
-    image_size: int = 28
+    image_height: int = 28
+    image_width: int = 28
     architecture: str = "mlp"  # mlp | conv | resnet | transformer
     likelihood: str = "bernoulli"  # bernoulli (binarized pixels) | gaussian (grey levels)
     latent_dim: int = 20
@@ -70,9 +72,21 @@ class VAEConfig:
     kl_warmup_steps: int = 0  # the KL weight ramps 0 -> beta over this many steps
     free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised
 
+    def check_shape(self) -> None:
+        step = {"conv": 4, "resnet": 4, "transformer": self.patch_size}.get(self.architecture, 1)
+        if self.image_height % step or self.image_width % step:
+            raise ValueError(
+                f"the {self.architecture} VAE needs an image height and width divisible by {step}; got "
+                f"{self.image_height}x{self.image_width} (resize with --image-size)"
+            )
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.image_channels, self.image_height, self.image_width
+
     @property
     def pixels(self) -> int:
-        return self.image_channels * self.image_size**2
+        return self.image_channels * self.image_height * self.image_width
 
 
 def activation(name: str) -> nn.Module:
@@ -102,7 +116,7 @@ class MLPDecoder(nn.Module):
             layers += [nn.Linear(width, c.hidden), activation(c.activation)]
             width = c.hidden
         layers.append(nn.Linear(width, c.pixels))
-        self.body, self.shape = nn.Sequential(*layers), (c.image_channels, c.image_size, c.image_size)
+        self.body, self.shape = nn.Sequential(*layers), c.image_shape
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.body(inputs).view(-1, *self.shape)  # (B, C, H, W)
@@ -128,7 +142,7 @@ class ConvEncoder(nn.Module):
             *conv_stage(c.channels, 2 * c.channels, blocks, up=False),
             nn.Flatten(),
         )
-        self.out_features = 2 * c.channels * (c.image_size // 4) ** 2
+        self.out_features = 2 * c.channels * (c.image_height // 4) * (c.image_width // 4)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)
@@ -138,8 +152,8 @@ class ConvDecoder(nn.Module):
     def __init__(self, c: VAEConfig):
         super().__init__()
         blocks = c.residual_blocks if c.architecture == "resnet" else 0
-        self.grid, self.channels = c.image_size // 4, 2 * c.channels
-        self.project = nn.Linear(c.latent_dim + c.num_classes, self.channels * self.grid**2)
+        self.grid, self.channels = (c.image_height // 4, c.image_width // 4), 2 * c.channels
+        self.project = nn.Linear(c.latent_dim + c.num_classes, self.channels * self.grid[0] * self.grid[1])
         self.body = nn.Sequential(
             nn.ReLU(),
             *conv_stage(self.channels, c.channels, blocks, up=True),
@@ -147,7 +161,7 @@ class ConvDecoder(nn.Module):
         )
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.body(self.project(inputs).view(-1, self.channels, self.grid, self.grid))
+        return self.body(self.project(inputs).view(-1, self.channels, *self.grid))
 
 
 def patchify(images: torch.Tensor, p: int) -> torch.Tensor:
@@ -157,10 +171,10 @@ def patchify(images: torch.Tensor, p: int) -> torch.Tensor:
 
 
 def unpatchify(tokens: torch.Tensor, c: VAEConfig) -> torch.Tensor:
-    p, side = c.patch_size, c.image_size // c.patch_size
+    p = c.patch_size
     B = tokens.shape[0]
-    grid = tokens.view(B, side, side, c.image_channels, p, p).permute(0, 3, 1, 4, 2, 5)
-    return grid.reshape(B, c.image_channels, c.image_size, c.image_size)
+    grid = tokens.view(B, c.image_height // p, c.image_width // p, c.image_channels, p, p).permute(0, 3, 1, 4, 2, 5)
+    return grid.reshape(B, *c.image_shape)
 
 
 def transformer(c: VAEConfig) -> nn.TransformerEncoder:
@@ -173,7 +187,7 @@ class TransformerEncoder(nn.Module):
 
     def __init__(self, c: VAEConfig):
         super().__init__()
-        tokens = (c.image_size // c.patch_size) ** 2
+        tokens = (c.image_height // c.patch_size) * (c.image_width // c.patch_size)
         self.patch_size = c.patch_size
         self.embed = nn.Linear(c.image_channels * c.patch_size**2, c.width)
         self.position = nn.Parameter(torch.randn(1, tokens, c.width) * 0.02)
@@ -189,7 +203,7 @@ class TransformerDecoder(nn.Module):
 
     def __init__(self, c: VAEConfig):
         super().__init__()
-        self.config, tokens = c, (c.image_size // c.patch_size) ** 2
+        self.config, tokens = c, (c.image_height // c.patch_size) * (c.image_width // c.patch_size)
         self.project = nn.Linear(c.latent_dim + c.num_classes, c.width)
         self.position = nn.Parameter(torch.randn(1, tokens, c.width) * 0.02)
         self.body, self.norm = transformer(c), nn.LayerNorm(c.width)
@@ -208,18 +222,24 @@ ARCHITECTURES = {
 }
 
 
+class VAEOutput(NamedTuple):
+    kl: torch.Tensor  # (B, Z), KL(q || N(0, I)) per dimension
+    loss: torch.Tensor  # the negative ELBO per image, with beta, warm-up and free bits
+
+
 class VAE(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         if config.architecture not in ARCHITECTURES or config.likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"unknown architecture {config.architecture!r} or likelihood {config.likelihood!r}")
+        config.check_shape()
         self.config = config
         encoder, decoder = ARCHITECTURES[config.architecture]
         self.encoder, self.decoder = encoder(config), decoder(config)
         self.mean = nn.Linear(self.encoder.out_features, config.latent_dim)
         self.logvar = nn.Linear(self.encoder.out_features, config.latent_dim)
         # Gaussian likelihood: one learned log-scale per pixel, shared by all images.
-        self.log_scale = nn.Parameter(torch.full((config.image_channels, config.image_size, config.image_size), -2.0))
+        self.log_scale = nn.Parameter(torch.full(config.image_shape, -2.0))
 
     def encode(self, images: torch.Tensor) -> DiagonalGaussian:
         """Images (B, C, H, W) in [0, 1] -> q(z|x)."""
@@ -254,10 +274,7 @@ class VAE(nn.Module):
             return self.config.beta
         return self.config.beta * min(1.0, step / self.config.kl_warmup_steps)
 
-    def forward(
-        self, images: torch.Tensor, labels: torch.Tensor | None = None, step: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (per-dimension KL (B, Z), loss): the negative ELBO per image, with beta, warm-up and free bits."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, step: int | None = None) -> VAEOutput:
         posterior = self.encode(images)
         z = posterior.sample()
         reconstruction = self.log_likelihood(images, z, labels)  # (B,)
@@ -265,4 +282,4 @@ class VAE(nn.Module):
         # Free bits: dimensions whose batch-mean KL is under the floor are not pushed further down.
         penalised = kl.mean(0).clamp(min=self.config.free_bits).sum() if self.config.free_bits > 0 else kl.sum(1).mean()
         loss = -reconstruction.mean() + self.kl_weight(step) * penalised
-        return kl, loss
+        return VAEOutput(kl, loss)

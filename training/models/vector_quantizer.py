@@ -9,6 +9,7 @@ common codes and the codes carry fewer bits for the prior to model.
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,12 @@ def code_statistics(codes: torch.Tensor, num_codes: int) -> QuantizerStats:
     probs = counts / counts.sum()
     entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum()
     return QuantizerStats(usage=(counts > 0).float().mean().item(), perplexity=entropy.exp().item())
+
+
+class QuantizerOutput(NamedTuple):
+    z_q: torch.Tensor  # (B, D, h, w), with straight-through gradients to z_e
+    codes: torch.Tensor  # (B, h, w)
+    commit_loss: torch.Tensor
 
 
 class VectorQuantizer(nn.Module):
@@ -75,12 +82,12 @@ class VectorQuantizer(nn.Module):
         """Codes (B, h, w) -> z_q (B, D, h, w)."""
         return self.codebook[codes].permute(0, 3, 1, 2)
 
-    def forward(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         # Distances and EMA statistics need full precision even under mixed-precision training.
         with torch.autocast(z_e.device.type, enabled=False):
             return self._quantize(z_e.float())
 
-    def _quantize(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _quantize(self, z_e: torch.Tensor) -> QuantizerOutput:
         B, D, h, w = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, D)  # (B*h*w, D)
         if self.training and not self.initialized:
@@ -92,7 +99,7 @@ class VectorQuantizer(nn.Module):
         # The codebook learns by EMA, so only the encoder is pulled toward its codes.
         commit_loss = self.beta * F.mse_loss(z_e, z_q.detach())
         z_q = z_e + (z_q - z_e).detach()  # straight-through estimator
-        return z_q, codes.view(B, h, w), commit_loss
+        return QuantizerOutput(z_q, codes.view(B, h, w), commit_loss)
 
     def _initialize(self, flat: torch.Tensor) -> None:
         # Seeding from data avoids codes that start far from every encoder output and never win.

@@ -1,10 +1,12 @@
 """VQ-VAE: a CNN encoder, a vector-quantized bottleneck and a CNN decoder.
 
 van den Oord et al. 2017, "Neural Discrete Representation Learning". Each stride-2 stage
-halves the image, so `downsamples` = 2 turns 28x28 MNIST into a 7x7 code grid.
+halves the image, so `downsamples` = 2 turns 28x28 MNIST into a 7x7 code grid, 28x20 Frey faces
+into 7x5, 32x32 CIFAR-10 into 8x8.
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -32,11 +34,12 @@ class ResidualBlock(nn.Module):
 @dataclass
 class VQVAEConfig:
     image_channels: int = 1
-    image_size: int = 28
+    image_height: int = 28
+    image_width: int = 28
     hidden: int = 128  # channels at the code-grid resolution
     residual_hidden: int = 64
     residual_blocks: int = 2  # per resolution stage, in encoder and decoder each
-    downsamples: int = 2  # code grid is image_size / 2**downsamples
+    downsamples: int = 2  # the code grid is (H, W) / 2**downsamples
     num_codes: int = 512  # K
     code_dim: int = 64  # D
     beta: float = 0.25  # commitment weight
@@ -44,9 +47,18 @@ class VQVAEConfig:
     restart_threshold: float = 1.0  # codes used less than this (EMA count per batch) restart
     rate_weight: float = 0.0  # entropy-constrained VQ: > 0 trades a little MSE for codes the prior predicts better
 
+    def check_shape(self) -> None:
+        step = 2**self.downsamples
+        if self.image_height % step or self.image_width % step:
+            raise ValueError(
+                f"{self.downsamples} stride-2 stages need an image height and width divisible by {step}; got "
+                f"{self.image_height}x{self.image_width} (resize with --image-size, or change --downsamples)"
+            )
+
     @property
-    def grid_size(self) -> int:
-        return self.image_size // 2**self.downsamples
+    def grid(self) -> tuple[int, int]:
+        """(h, w) of the code grid."""
+        return self.image_height // 2**self.downsamples, self.image_width // 2**self.downsamples
 
 
 def stage_channels(config: VQVAEConfig) -> list[int]:
@@ -90,9 +102,21 @@ class Decoder(nn.Module):
         return self.net(z_q)  # (B, D, h, w) -> (B, C, H, W)
 
 
+class VQEncoderOutput(NamedTuple):
+    z_e: torch.Tensor  # (B, D, h, w), the encoder's continuous output
+    codes: torch.Tensor  # (B, h, w), the nearest code of each vector
+
+
+class VQVAEOutput(NamedTuple):
+    reconstruction: torch.Tensor  # (B, C, H, W), unclamped while training
+    codes: torch.Tensor  # (B, h, w)
+    loss: torch.Tensor  # MSE plus commitment
+
+
 class VQVAE(nn.Module):
     def __init__(self, config: VQVAEConfig):
         super().__init__()
+        config.check_shape()
         self.config = config
         self.encoder = Encoder(config)
         self.quantizer = VectorQuantizer(
@@ -105,12 +129,12 @@ class VQVAE(nn.Module):
         )
         self.decoder = Decoder(config)
 
-    def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, image: torch.Tensor) -> VQEncoderOutput:
         """Image (B, C, H, W) in [0, 1] -> z_e (B, D, h, w), codes (B, h, w)."""
         z_e = self.encoder(image)
         B, D, h, w = z_e.shape
         codes = self.quantizer.nearest_codes(z_e.permute(0, 2, 3, 1).reshape(-1, D))
-        return z_e, codes.view(B, h, w)
+        return VQEncoderOutput(z_e, codes.view(B, h, w))
 
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """z_q (B, D, h, w) -> image (B, C, H, W), clamped to [0, 1]."""
@@ -119,10 +143,9 @@ class VQVAE(nn.Module):
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         return self.decode(self.quantizer.lookup(codes))
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (reconstruction, codes, loss); the loss is MSE plus commitment."""
+    def forward(self, image: torch.Tensor) -> VQVAEOutput:
         z_e = self.encoder(image)  # (B, D, h, w)
-        z_q, codes, commit_loss = self.quantizer(z_e)
-        reconstruction = self.decoder(z_q)  # (B, C, H, W), unclamped while training
-        loss = F.mse_loss(reconstruction, image) + commit_loss
-        return reconstruction, codes, loss
+        quantized = self.quantizer(z_e)
+        reconstruction = self.decoder(quantized.z_q)  # (B, C, H, W), unclamped while training
+        loss = F.mse_loss(reconstruction, image) + quantized.commit_loss
+        return VQVAEOutput(reconstruction, quantized.codes, loss)

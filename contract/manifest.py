@@ -1,0 +1,96 @@
+"""The model package contract: `exported_models/<id>/<version>/manifest.json`.
+
+Training's exporter writes it, the service reads it: both import this one schema, so the two sides
+cannot drift apart.
+"""
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+ModelId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TensorSpec(Strict):
+    name: str
+    dtype: Literal["float32", "int64"]
+    shape: list[int]  # -1 marks the dynamic batch axis
+
+
+class GraphSpec(Strict):
+    file: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+class PriorSpec(Strict):
+    conditional: bool
+    num_classes: int = Field(0, ge=0)
+
+
+class Provenance(Strict):
+    dataset: str
+    seed: int
+    epochs: dict[str, int]  # per training stage
+    seconds: dict[str, float]  # wall-clock training time per stage
+    hardware: str
+    commit: str
+    created: str  # ISO 8601
+
+
+class Manifest(Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: ModelId
+    version: int = Field(ge=1)
+    kind: Literal["vqvae", "vae"]
+    description: str = ""
+    image_shape: tuple[int, int, int]  # (C, H, W); float32 pixels in [0, 1], NCHW
+    latent_shape: list[int]  # vqvae: (D, h, w); vae: (Z,)
+    num_codes: int | None = Field(None, ge=1)  # K, vqvae only
+    code_dim: int | None = Field(None, ge=1)  # D, vqvae only
+    prior: PriorSpec | None = None
+    likelihood: Literal["bernoulli", "gaussian"] | None = None  # vae: what the decoder's pixels are
+    decoder_labels: int = Field(0, ge=0)  # vae: the decoder also takes a class label in [0, decoder_labels)
+    graphs: dict[str, GraphSpec]  # encoder, decoder (+ prior, prior_row, prior_position for a vqvae)
+    files: dict[str, str]  # every file of the package but the manifest -> sha256 hex digest
+    opset: int = Field(ge=17)
+    training: Provenance
+    metrics: dict[str, float] = {}  # measured on the test split
+    evaluation: str = ""  # how `metrics` were measured
+    parity: dict[str, float] = {}  # max |torch - onnxruntime| per graph output, at export
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Manifest":
+        required = {"encoder", "decoder"} | ({"prior"} if self.prior else set())
+        if missing := required - set(self.graphs):
+            raise ValueError(f"graphs lack {sorted(missing)}")
+        if missing := {g.file for g in self.graphs.values()} - set(self.files):
+            raise ValueError(f"files lack the graphs' {sorted(missing)}")
+        if self.kind == "vqvae":
+            if self.num_codes is None or self.code_dim is None:
+                raise ValueError("a vqvae manifest needs num_codes and code_dim")
+            if "codebook.npy" not in self.files:
+                raise ValueError("a vqvae package needs codebook.npy")
+        elif self.likelihood is None or len(self.latent_shape) != 1:
+            raise ValueError("a vae manifest needs its likelihood and a latent_shape of (Z,)")
+        return self
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path) -> Manifest:
+    return Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())

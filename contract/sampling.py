@@ -1,0 +1,172 @@
+"""Ancestral sampling of code grids from an autoregressive prior, in raster order.
+
+Each sample draws from its own random stream, seeded by (seed + index), so a sample's codes do
+not depend on how many others were drawn beside it or how requests were batched. Completion
+(inpainting in code space) samples only the masked positions and keeps the others as given.
+Seeds, temperature and top-k may also be given per row (arrays of length N): that is how the rows
+of several requests, merged into one run, each keep their own.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from contract.errors import ClientDisconnectedError
+
+# (codes (N, h, w) int64, labels (N,) int64 or None) -> logits (N, K, h, w)
+PriorFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+StopFn = Callable[[], bool]
+
+
+def check(should_stop: StopFn | None) -> None:
+    if should_stop is not None and should_stop():
+        raise ClientDisconnectedError("the client went away; sampling stopped")
+
+
+Seeds = int | np.ndarray  # one seed (row i uses seed + i) or one per row
+Temperature = float | np.ndarray
+TopK = int | None | np.ndarray  # None or 0: every code
+
+
+@dataclass
+class RowSettings:
+    streams: list[np.random.Generator]
+    temperature: np.ndarray  # (N,) float64
+    top_k: np.ndarray  # (N,) int64, 0 for every code
+
+    @classmethod
+    def of(cls, n: int, seed: Seeds, temperature: Temperature, top_k: TopK) -> "RowSettings":
+        seeds = seed + np.arange(n) if np.ndim(seed) == 0 else np.asarray(seed)
+        return cls(
+            [np.random.default_rng(int(s)) for s in seeds],
+            np.broadcast_to(np.asarray(temperature, np.float64), (n,)),
+            np.broadcast_to(np.asarray(0 if top_k is None else top_k, np.int64), (n,)),
+        )
+
+
+def probabilities(logits: np.ndarray, temperature: np.ndarray, top_k: np.ndarray) -> np.ndarray:
+    """Logits (N, K) -> probabilities (N, K) after each row's temperature and top-k filtering."""
+    scaled = logits.astype(np.float64) / temperature[:, None]
+    for k in np.unique(top_k[(top_k > 0) & (top_k < scaled.shape[1])]):
+        rows = top_k == k
+        kth = np.partition(scaled[rows], -k, axis=1)[:, -k, None]
+        scaled[rows] = np.where(scaled[rows] >= kth, scaled[rows], -np.inf)
+    scaled -= scaled.max(axis=1, keepdims=True)
+    weights = np.exp(scaled)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def draw(probs: np.ndarray, streams: list[np.random.Generator]) -> np.ndarray:
+    """One category per row by inverse-CDF sampling with each row's own uniform draw."""
+    uniform = np.array([stream.random() for stream in streams])
+    index = (np.cumsum(probs, axis=1) < uniform[:, None]).sum(axis=1)
+    return np.minimum(index, probs.shape[1] - 1)
+
+
+def draw_rows(logits: np.ndarray, rows: np.ndarray, settings: RowSettings) -> np.ndarray:
+    """Draws for the selected rows only: only rows that sample here consume a random number, so
+    each sample's stream is independent of the others'."""
+    probs = probabilities(logits, settings.temperature[rows], settings.top_k[rows])
+    return draw(probs, [settings.streams[r] for r in np.flatnonzero(rows)])
+
+
+def sample_codes(
+    prior: PriorFn,
+    codes: np.ndarray,
+    mask: np.ndarray,
+    seed: Seeds,
+    temperature: Temperature = 1.0,
+    top_k: TopK = None,
+    labels: np.ndarray | None = None,
+    should_stop: StopFn | None = None,
+) -> np.ndarray:
+    """Fills the positions where `mask` (N, h, w) is True, in raster order; returns the grids.
+    `should_stop` is asked before every step; when it says yes, ClientDisconnectedError ends the work."""
+    codes = codes.astype(np.int64, copy=True)
+    settings = RowSettings.of(len(codes), seed, temperature, top_k)
+    h, w = codes.shape[1:]
+    for i in range(h):
+        for j in range(w):
+            rows = mask[:, i, j]
+            if not rows.any():
+                continue
+            check(should_stop)
+            logits = prior(codes, labels)[rows, :, i, j]
+            codes[rows, i, j] = draw_rows(logits, rows, settings)
+    return codes
+
+
+@dataclass
+class CachedPrior:
+    """A gated PixelCNN split into a row step and a position step (Fast PixelCNN, Ramachandran
+    et al. 2017): the caller keeps each layer's activations, so each step computes only what the
+    newest code changes and a whole grid costs about one full forward pass."""
+
+    # (codes_above (N, half, W), v_above (L-1, N, C, half, W), labels) -> v_row (L, N, 2C, W), out_v_row (L-1, N, C, W)
+    row: Callable[[np.ndarray, np.ndarray, np.ndarray | None], list[np.ndarray]]
+    # (codes_left (N, half), h_left (L-1, N, C, half), v_here (L, N, 2C), labels) -> logits (N, K), h_here (L-1, N, C)
+    position: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], list[np.ndarray]]
+    num_codes: int  # K; the code K marks "outside the grid"
+    layers: int
+    channels: int
+    half: int  # kernel // 2
+
+
+# (logits (n, K) of the rows filled at (i, j), those rows as an (N,) mask, i, j) -> their codes (n,)
+PickFn = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
+
+
+def sample_codes_cached(
+    prior: CachedPrior,
+    codes: np.ndarray,
+    mask: np.ndarray,
+    seed: Seeds,
+    temperature: Temperature = 1.0,
+    top_k: TopK = None,
+    labels: np.ndarray | None = None,
+    should_stop: StopFn | None = None,
+) -> np.ndarray:
+    """The same draws as sample_codes (same seeds, same codes), at the cost of about one forward pass."""
+    settings = RowSettings.of(len(codes), seed, temperature, top_k)
+    return fill_codes_cached(
+        prior, codes, mask, lambda logits, rows, i, j: draw_rows(logits, rows, settings), labels, should_stop
+    )
+
+
+def fill_codes_cached(
+    prior: CachedPrior,
+    codes: np.ndarray,
+    mask: np.ndarray,
+    pick: PickFn,
+    labels: np.ndarray | None = None,
+    should_stop: StopFn | None = None,
+) -> np.ndarray:
+    """Fills the positions where `mask` (N, h, w) is True, in raster order, with what `pick` makes of the prior's
+    logits there (a draw when sampling; training's guided codes weigh them against a distortion)."""
+    n, h, w = codes.shape
+    half, layers, channels = prior.half, prior.layers, prior.channels
+    # Codes padded with K ("outside the grid") above and to the left. Each step reads only the `half` rows (or
+    # positions) before it, so the caches keep just those: a rolling window, zeros outside the grid, laid out
+    # position-major so that a step's window is one slice with no per-step padding or strided copies.
+    padded = np.full((n, half + h, half + w), prior.num_codes, np.int64)
+    padded[:, half:, half:] = codes
+    vertical = np.zeros((half, layers - 1, n, channels, w), np.float32)  # layer inputs at the rows above row i
+    for i in range(h):
+        codes_above = np.ascontiguousarray(padded[:, i : i + half, half:])
+        v_above = np.ascontiguousarray(np.moveaxis(vertical, 0, 3))  # (L-1, N, C, half, W)
+        v_row, out_v_row = prior.row(codes_above, v_above, labels)
+        vertical = np.concatenate([vertical[1:], out_v_row[None]])
+        v_columns = np.ascontiguousarray(np.moveaxis(v_row, 3, 0))  # (W, L, N, 2C)
+        del v_row
+        horizontal = np.zeros((half, layers - 1, n, channels), np.float32)  # layer inputs left of (i, j)
+        for j in range(w):
+            check(should_stop)
+            codes_left = np.ascontiguousarray(padded[:, half + i, j : j + half])
+            h_left = np.ascontiguousarray(np.moveaxis(horizontal, 0, 3))  # (L-1, N, C, half)
+            logits, h_here = prior.position(codes_left, h_left, v_columns[j], labels)
+            horizontal = np.concatenate([horizontal[1:], h_here[None]])
+            rows = mask[:, i, j]
+            if rows.any():
+                padded[rows, half + i, half + j] = pick(logits[rows], rows, i, j)
+    return padded[:, half:, half:].copy()

@@ -1,0 +1,103 @@
+"""The loop every training stage shares: epochs of optimizer steps on a cosine schedule, validation, and the
+last and best checkpoints (`fit`); each stage (vqvae.py, prior.py, vae.py, classifier.py) brings its model,
+its loss and its validation metric."""
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from training.checkpoint import kind_of, load_checkpoint
+from training.data import ImageSet
+from training.run import Run, RunOptions, cosine_lr
+
+LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]  # (model, batch, labels, step)
+
+
+def make_optimizer(model: torch.nn.Module, options: RunOptions) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+
+
+def train_epoch(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, run: Run, images: ImageSet, epoch: int, loss_fn: LossFn
+) -> float:
+    """One pass over `images`; `loss_fn(model, images, labels, step)` returns the scalar loss."""
+    options = run.options
+    steps_per_epoch = -(-len(images) // options.batch_size)
+    total_steps = steps_per_epoch * options.epochs
+    model.train()
+    losses = []
+    batches = images.batches(options.batch_size, shuffle=True, generator=run.epoch_generator(epoch))
+    bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{options.epochs}", leave=False, mininterval=5)
+    for step, (batch, labels) in enumerate(bar, start=epoch * steps_per_epoch):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, total_steps, options.lr, options.warmup_steps)
+        with run.autocast():
+            loss = loss_fn(model, batch.to(run.device), labels.to(run.device), step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}", refresh=False)
+    return float(np.mean(losses))
+
+
+def init_weights(model: torch.nn.Module, checkpoint: str, device: torch.device) -> None:
+    """Fine-tuning: every weight of `checkpoint` goes into `model`. Weights the model adds on top (a new bias,
+    say) keep their initial values; weights the model lacks are an error, as is any shape that differs."""
+    missing, unexpected = model.load_state_dict(
+        load_checkpoint(checkpoint, device, kind_of(model))["model"], strict=False
+    )
+    if unexpected:
+        raise ValueError(f"{checkpoint} holds weights this model does not have: {', '.join(unexpected)}")
+    if missing:
+        print(f"starting from {checkpoint}; new weights keep their initial values: {', '.join(missing)}")
+
+
+def fit(
+    run: Run,
+    model: torch.nn.Module,
+    train_set: ImageSet,
+    loss_fn: LossFn,
+    validate: Callable[[], dict[str, float]],
+    select: str,
+    kind: str,
+    **extra: Any,
+) -> Path:
+    """The loop every stage shares: train an epoch, validate, keep last.pt (to resume) and best.pt
+    (lowest validation `select`), log a line. The checkpoint carries the kind, config and `extra`."""
+    optimizer = make_optimizer(model, run.options)
+    start_epoch, best = 0, float("inf")
+    if run.options.init and not run.options.resume:
+        init_weights(model, run.options.init, run.device)
+    if state := run.resume_state():
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best = state["epoch"], state["best"]
+    for epoch in range(start_epoch, run.options.epochs):
+        train_loss = train_epoch(model, optimizer, run, train_set, epoch, loss_fn)
+        val = validate()
+        best = min(best, val[select])
+        state = {
+            "kind": kind,
+            "config": asdict(model.config),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch + 1,
+            "seconds": run.seconds(),
+            "best": best,
+            "val": val,
+            **extra,
+        }
+        run.save("last.pt", state)
+        if val[select] == best:
+            run.save("best.pt", state)
+        run.log(
+            {"epoch": epoch + 1, "seconds": round(run.seconds(), 1), "train_loss": train_loss}
+            | {f"val_{k}": v for k, v in val.items()}
+        )
+    return run.out / "best.pt"
