@@ -19,6 +19,7 @@ from client import images as pictures
 from client.images import ImageLike
 from client.results import Encoding, Images, array
 from contract.errors import ServiceError, UnreachableError, error_for
+from contract.images import Resize
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 RETRY_STATUSES = {429, 503}
@@ -52,6 +53,11 @@ def retry_after(response: httpx.Response) -> float | None:
     except ValueError:
         when = email.utils.parsedate_to_datetime(value)
         return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+def given(resize: Resize) -> Resize | None:
+    """The resize parameter to send: none is the service's default, left out."""
+    return None if resize == "none" else resize
 
 
 class Client:
@@ -169,9 +175,12 @@ class Client:
         include: Literal["z_e", "sample"] | None = None,
         seed: int | None = None,
         version: int | None = None,
+        resize: Resize = "none",
     ) -> Encoding:
-        """Images -> VQ-VAE codes (N, h, w) (+ z_e), or a VAE's mean and logvar (N, Z) (+ z with include="sample")."""
-        answer = self.post(model, "encode", pictures.images_payload(images), version, include=include, seed=seed)
+        """Images -> VQ-VAE codes (N, h, w) (+ z_e), or a VAE's mean and logvar (N, Z) (+ z with include="sample").
+        `resize` (stretch, crop, pad) lets the service convert images of another size or colour."""
+        payload = pictures.images_payload(images)
+        answer = self.post(model, "encode", payload, version, include=include, seed=seed, resize=given(resize))
         answer = answer.json()
         return Encoding(
             model=answer["model"],
@@ -183,6 +192,7 @@ class Client:
             logvar=array(answer.get("logvar"), np.float32),
             z=array(answer.get("z"), np.float32),
             seed=answer.get("seed"),
+            resize=answer.get("resize"),
         )
 
     def decode(
@@ -232,11 +242,12 @@ class Client:
         version: int | None = None,
         exact: bool = False,
         grid: bool = False,
+        resize: Resize = "none",
     ) -> Images | Image.Image:
         """Decoded steps between two endpoints: images, or {"codes": grid} / {"latent": z} dicts."""
         body = {"start": endpoint(start), "end": endpoint(end), "steps": steps, "method": method}
         body |= {"quantize": quantize, "labels": labels}
-        return self.images(model, "interpolate", body, version, exact, grid)
+        return self.images(model, "interpolate", body, version, exact, grid, resize=given(resize))
 
     def reconstruct(
         self,
@@ -246,10 +257,11 @@ class Client:
         version: int | None = None,
         exact: bool = False,
         grid: bool = False,
+        resize: Resize = "none",
     ) -> Images | Image.Image:
         """Encode then decode: the reconstructions, with the codes (VQ-VAE) or means (VAE) they went through."""
         body = pictures.images_payload(images)
-        return self.images(model, "reconstruct", body, version, exact, grid, labels=labels)
+        return self.images(model, "reconstruct", body, version, exact, grid, labels=labels, resize=given(resize))
 
     def traverse(
         self,
@@ -264,11 +276,12 @@ class Client:
         version: int | None = None,
         exact: bool = False,
         grid: bool = False,
+        resize: Resize = "none",
     ) -> Images | Image.Image:
         """VAE: one latent dimension swept from low to high around z (or an image's posterior mean)."""
         body = {"dimension": dimension, "latent": latent, "low": low, "high": high, "steps": steps, "labels": labels}
         body["image"] = None if image is None else pictures.b64(image)
-        return self.images(model, "traverse", body, version, exact, grid)
+        return self.images(model, "traverse", body, version, exact, grid, resize=given(resize))
 
     def inpaint(
         self,
@@ -281,8 +294,9 @@ class Client:
         version: int | None = None,
         exact: bool = False,
         grid: bool = False,
+        resize: Resize = "none",
     ) -> Images | Image.Image:
         """VAE: fill the pixels where mask (H, W) is true, keeping the others."""
         body = {"image": pictures.b64(image), "mask": np.asarray(mask, dtype=bool), "iterations": iterations}
         body |= {"seed": seed, "labels": labels}
-        return self.images(model, "inpaint", body, version, exact, grid)
+        return self.images(model, "inpaint", body, version, exact, grid, resize=given(resize))

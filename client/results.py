@@ -26,6 +26,7 @@ class Encoding:
     logvar: np.ndarray | None = None
     z: np.ndarray | None = None
     seed: int | None = None
+    resize: dict | None = None  # with resize=: what the service did to the images
 
 
 @dataclass

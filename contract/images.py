@@ -2,6 +2,7 @@
 training reports draw with the same)."""
 
 import io
+from typing import Literal, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -39,33 +40,79 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 # Pillow modes of 8-bit images by the channels they carry once alpha is dropped.
 MODE_CHANNELS = {"1": 1, "L": 1, "LA": 1, "RGB": 3, "RGBA": 3, "P": 3, "PA": 3, "CMYK": 3, "YCbCr": 3}
+CHANNEL_KINDS = {1: "single-channel (greyscale)", 3: "RGB"}
+Resize = Literal["none", "stretch", "crop", "pad"]
+RESIZE_MODES: tuple[Resize, ...] = ("none", "stretch", "crop", "pad")
 
 
-def decode_image(data: bytes, image_shape: tuple[int, int, int]) -> np.ndarray:
-    """PNG/JPEG bytes -> (C, H, W) float32 in [0, 1], exactly the model's shape.
+class DecodedImage(NamedTuple):
+    pixels: np.ndarray  # (C, H, W) float32 in [0, 1], the model's shape
+    source: tuple[int, int, int]  # (C, H, W) as the file was
 
-    The size is checked from the header before any pixel is decoded, so a decompression bomb
-    costs nothing; Pillow's own pixel limit stays on as a second guard. Alpha is dropped.
-    """
-    channels, height, width = image_shape
+
+def open_image(data: bytes) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
+        return Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise InvalidInputError(f"not a PNG or JPEG image: {error}") from None
-    if image.size != (width, height):
-        raise InvalidInputError(f"the model takes {width}x{height} images; got {image.size[0]}x{image.size[1]}")
+
+
+def decode_image(
+    data: bytes, image_shape: tuple[int, int, int], resize: Resize = "none", max_pixels: int = 4096 * 4096
+) -> DecodedImage:
+    """PNG/JPEG bytes -> the model's (C, H, W) float32 pixels in [0, 1].
+
+    `resize` "none" takes only the exact size and colour; "stretch" resizes to the model's size, "crop" cuts the
+    centre to the model's aspect ratio first, "pad" letterboxes (black bars); each converts grey <-> RGB. The size
+    is checked from the header before any pixel is decoded, so a decompression bomb costs nothing, and a JPEG is
+    decoded at the smallest scale the resize allows; Pillow's own pixel limit stays on as a second guard.
+    """
+    channels, height, width = image_shape
+    image = open_image(data)
     got = MODE_CHANNELS.get(image.mode)
     if got is None:
         raise InvalidInputError(f"unsupported pixel format {image.mode}; send 8-bit greyscale or RGB")
-    if got != channels:
-        kinds = {1: "single-channel (greyscale)", 3: "RGB"}
-        raise InvalidInputError(f"the model takes {kinds[channels]} images; got a {image.mode} image")
+    source = (got, image.size[1], image.size[0])
+    if resize == "none":
+        if image.size != (width, height):
+            raise InvalidInputError(
+                f"the model takes {width}x{height} images; got {image.size[0]}x{image.size[1]} "
+                "(?resize=stretch, crop or pad converts other sizes)"
+            )
+        if got != channels:
+            raise InvalidInputError(
+                f"the model takes {CHANNEL_KINDS[channels]} images; got a {image.mode} image (?resize= converts it)"
+            )
+    elif image.size[0] * image.size[1] > max_pixels:
+        raise InvalidInputError(f"images may have at most {max_pixels} pixels; got {image.size[0]}x{image.size[1]}")
     mode = "L" if channels == 1 else "RGB"
     try:
+        if resize != "none" and image.format == "JPEG":
+            image.draft(mode, (width, height))  # decode at 1/2, 1/4 or 1/8 scale when that is still large enough
         image.load()  # decodes the pixels
         if image.mode != mode:
             image = image.convert(mode)
     except (OSError, ValueError, SyntaxError) as error:
         raise InvalidInputError(f"truncated or corrupt image: {error}") from None
+    if resize != "none":
+        image = fit(image, width, height, resize)
     pixels = np.asarray(image, dtype=np.float32) / 255.0
-    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+    return DecodedImage(pixels[None] if channels == 1 else pixels.transpose(2, 0, 1), source)
+
+
+def fit(image: Image.Image, width: int, height: int, resize: Resize) -> Image.Image:
+    """The image at exactly width x height, by the resize mode."""
+    if resize == "crop":
+        scale = min(image.size[0] / width, image.size[1] / height)
+        crop_w, crop_h = width * scale, height * scale
+        left, top = (image.size[0] - crop_w) / 2, (image.size[1] - crop_h) / 2
+        return image.resize((width, height), Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
+    if resize == "pad":
+        scale = min(width / image.size[0], height / image.size[1])
+        inner = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
+        canvas = Image.new(image.mode, (width, height))
+        canvas.paste(
+            image.resize(inner, Image.Resampling.BILINEAR), ((width - inner[0]) // 2, (height - inner[1]) // 2)
+        )
+        return canvas
+    return image.resize((width, height), Image.Resampling.BILINEAR)

@@ -34,6 +34,9 @@ class GraphSpec(Strict):
 class PriorSpec(Strict):
     conditional: bool
     num_classes: int = Field(0, ge=0)
+    # The prior also learnt "no label" (label dropout): its graphs take the label num_classes for it, and the
+    # service sends that when a request gives no labels.
+    labels_optional: bool = False
 
 
 class Provenance(Strict):

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     API_KEY: str = ""  # when set, every route but liveness needs header X-API-Key (or Bearer token)
     MAX_BODY_BYTES: int = 8 * 1024 * 1024
     MAX_IMAGES: int = 256  # images per encode / reconstruct request
+    MAX_IMAGE_PIXELS: int = 4096 * 4096  # width x height of an uploaded image that ?resize= may convert
     MAX_SAMPLES: int = 256  # samples per sample request
     MAX_STEPS: int = 64  # interpolation and traversal steps
     MAX_ITERATIONS: int = 500  # inpainting iterations

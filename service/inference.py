@@ -66,13 +66,22 @@ def label_classes(model: LoadedModel) -> int:
     return prior.num_classes if prior is not None and prior.conditional else 0
 
 
+def no_label(model: LoadedModel) -> int | None:
+    """The label a prior trained with label dropout reads as "no label" (its class count), else None."""
+    prior = model.manifest.prior
+    return prior.num_classes if model.manifest.kind == "vqvae" and prior and prior.labels_optional else None
+
+
 def check_labels(model: LoadedModel, labels: list[int] | None, n: int) -> np.ndarray | None:
-    """Class labels for a class-conditional model: required there, refused elsewhere."""
+    """Class labels for a class-conditional model: required there (optional for a prior that learnt "no label"),
+    refused elsewhere."""
     classes = label_classes(model)
     if not classes:
         if labels is not None:
             raise InvalidInputError(f"model {model.id} is not class-conditional; omit labels")
         return None
+    if labels is None and no_label(model) is not None:
+        return np.full(n, no_label(model), np.int64)
     if labels is None:
         raise InvalidInputError(
             f"model {model.id} is class-conditional; give labels (one, or one per item, 0..{classes - 1})"

@@ -132,12 +132,40 @@ def load_array(folder: Path, name: str, shape: tuple, manifest: Manifest) -> np.
     return array.astype(np.float32)
 
 
+def graph_shape(manifest: Manifest, graph: str, tensor: str) -> list[int] | None:
+    spec = manifest.graphs.get(graph)
+    found = [t.shape for t in (spec.inputs + spec.outputs if spec else []) if t.name == tensor]
+    return found[0] if found else None
+
+
+def check_servable(manifest: Manifest) -> None:
+    """What the service itself needs of a package's shapes: images it can decode and encode as PNG, and graphs
+    whose tensors agree with the manifest's image and latent shapes."""
+    channels, height, width = manifest.image_shape
+    if channels not in (1, 3) or height < 1 or width < 1:
+        raise ValueError(f"image shape {list(manifest.image_shape)}: the service serves 1 or 3 channels of H, W >= 1")
+    image = [-1, *manifest.image_shape]
+    expected = {("encoder", "image"): image, ("decoder", "image"): image}
+    if manifest.kind == "vqvae":
+        d, h, w = manifest.latent_shape
+        expected |= {("encoder", "codes"): [-1, h, w], ("decoder", "z_q"): [-1, d, h, w]}
+        if manifest.prior is not None:
+            expected[("prior", "logits")] = [-1, manifest.num_codes, h, w]
+    else:
+        expected |= {("encoder", "mean"): [-1, *manifest.latent_shape], ("decoder", "z"): [-1, *manifest.latent_shape]}
+    for (graph, tensor), shape in expected.items():
+        if graph_shape(manifest, graph, tensor) != shape:
+            found = graph_shape(manifest, graph, tensor)
+            raise ValueError(f"{graph}.{tensor} has shape {found}; the manifest's shapes imply {shape}")
+
+
 def open_package(folder: Path, settings: Settings, providers: list[str]) -> LoadedModel:
     """Validates the package, opens one session per graph and warms each up once."""
     manifest = read_manifest(folder)
     where = f"{folder.parent.name}/{folder.name}"
     if f"{manifest.id}/{manifest.version}" != where:
         raise ValueError(f"manifest names {manifest.id}/{manifest.version} but lives in {where}")
+    check_servable(manifest)
     verify_files(folder, manifest)
     options = session_options(settings)
     sessions = {}

@@ -5,6 +5,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 from typing_extensions import TypeAliasType
 
+from contract.images import Resize
 from service.inference import LATENT_BOUND
 
 # Integers that index something (codes, labels) are bounded in the schema, so that no number a client sends
@@ -51,7 +52,11 @@ class ModelQuery(BaseModel):
     version: int | None = Field(None, ge=1, description=VERSION_HELP)
 
 
+RESIZE_HELP = "images of another size or colour: none (refused), stretch, crop (centre) or pad (letterbox)"
+
+
 class EncodeQuery(ModelQuery):
+    resize: Resize = Field("none", description=RESIZE_HELP)
     include: Literal["z_e", "sample"] | None = Field(
         None, description="z_e: VQ-VAE encoder output; sample: a VAE posterior draw z"
     )
@@ -64,7 +69,13 @@ class ImagesQuery(ModelQuery):
     image_format: ImageFormat = Field("png", alias="format", description=FORMAT_HELP)
 
 
-class ReconstructQuery(ImagesQuery):
+class ImagesInQuery(ImagesQuery):
+    """Routes that take images and answer with images."""
+
+    resize: Resize = Field("none", description=RESIZE_HELP)
+
+
+class ReconstructQuery(ImagesInQuery):
     labels: list[int] | None = Field(None, description="class-conditional VAE: the class of each image")
 
 
@@ -139,6 +150,7 @@ class EncodeOut(ModelRef):
     mean: list[list[float]] | None = Field(None, description="VAE posterior mean")
     logvar: list[list[float]] | None = Field(None, description="VAE posterior log-variance")
     z: list[list[float]] | None = Field(None, description="VAE posterior sample, with include=sample")
+    resize: dict | None = Field(None, description="with ?resize=: the mode, the model's shape, each input's shape")
 
 
 class ImagesOut(ModelRef):
@@ -147,6 +159,7 @@ class ImagesOut(ModelRef):
     codes: list[Grid] | None = None
     latents: list | None = None
     seed: int | None = None
+    resize: dict | None = Field(None, description="with ?resize=: the mode, the model's shape, each input's shape")
 
 
 class ErrorDetail(BaseModel):

@@ -32,7 +32,7 @@ from training.vqvae import train_vqvae
 IMAGE = ("image_channels", "image_height", "image_width")
 DERIVED = {
     VQVAEConfig: IMAGE,
-    PixelCNNConfig: ("num_codes", "grid_height", "grid_width", "num_classes"),
+    PixelCNNConfig: ("num_codes", "grid_height", "grid_width", "num_classes", "label_dropout"),
     ClassifierConfig: (*IMAGE, "num_classes"),
     VAEConfig: (*IMAGE, "num_classes"),
 }
@@ -123,7 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__)
         raise SystemExit(2)
-    COMMANDS[argv[0]](argv[1:])
+    try:
+        COMMANDS[argv[0]](argv[1:])
+    except (FileNotFoundError, ValueError) as error:  # bad data, options or files: the message says which
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from training.run import Run, RunOptions
 class PriorOptions:
     vqvae: str = "runs/vqvae/best.pt"  # the stage-1 checkpoint whose codes the prior models
     conditional: bool = False  # condition on the dataset's class labels
+    label_dropout: float = 0.0  # with --conditional: the share of labels hidden while training (labels optional)
     augment: float = 0.0  # share of training images randomly rotated, zoomed and shifted before encoding, per batch
     guide: str = ""  # a prior (checkpoint or package) whose rate chooses the codes trained on (guided_codes.py)
     guide_weight: float = 0.1  # squared distance one bit of the guide's rate is worth
@@ -37,7 +38,13 @@ class PriorOptions:
 def prior_loss(
     prior: PixelCNN, codes: torch.Tensor, labels: torch.Tensor, step: int, moved: torch.Tensor | None = None
 ) -> torch.Tensor:
-    return prior(codes, labels if prior.config.num_classes else None, moved).loss
+    config = prior.config
+    if not config.num_classes:
+        return prior(codes, None, moved).loss
+    if config.no_label is not None and prior.training:
+        dropped = torch.rand(labels.shape, device=labels.device) < config.label_dropout
+        labels = torch.where(dropped, torch.full_like(labels, config.no_label), labels)
+    return prior(codes, labels, moved).loss
 
 
 def jittered_prior_loss(vqvae: VQVAE, settings: AffineJitter) -> LossFn:
@@ -86,6 +93,7 @@ def train_prior(options: RunOptions, prior_options: PriorOptions, config: PixelC
             "grid_height": vqvae.config.grid[0],
             "grid_width": vqvae.config.grid[1],
             "num_classes": num_classes,
+            "label_dropout": prior_options.label_dropout if num_classes else 0.0,
             "moved_bias": prior_options.augment > 0,
         }
     )

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from contract.errors import InvalidInputError
+from contract.images import Resize
 from service import inference, latent_paths
 from service.deps import RegistryDep
 from service.registry import LoadedModel, Registry
@@ -34,6 +35,7 @@ from service.routes.payloads import (
     model_fields,
     parameters_schema,
     read_images,
+    resize_report,
 )
 from service.schemas import (
     DecodeIn,
@@ -42,6 +44,7 @@ from service.schemas import (
     Endpoint,
     ErrorOut,
     ImagesIn,
+    ImagesInQuery,
     ImagesOut,
     ImagesQuery,
     InpaintIn,
@@ -96,10 +99,10 @@ async def encode(request: Request) -> Response:
     if include is not None and include != {"vqvae": "z_e", "vae": "sample"}[kind]:
         raise InvalidInputError(f"include={include} does not apply to a {kind} model")
     with model.expecting("encoder"):
-        images = await read_images(request, model, request.app.state.settings)
+        images, resized = await read_images(request, model, request.app.state.settings, query.resize)
         result = await inference.encode_async(model, images)
     if kind == "vae":
-        body = {**model_fields(model), "mean": result["mean"].tolist(), "logvar": result["logvar"].tolist()}
+        body = {**model_fields(model), "mean": result["mean"].tolist(), "logvar": result["logvar"].tolist(), **resized}
         if include == "sample":
             draw_seed = query.seed if query.seed is not None else secrets.randbelow(2**31)
             body |= {
@@ -107,7 +110,7 @@ async def encode(request: Request) -> Response:
                 "seed": draw_seed,
             }
         return json_response(body)
-    body = {**model_fields(model), "codes": result["codes"].tolist()}
+    body = {**model_fields(model), "codes": result["codes"].tolist(), **resized}
     if include == "z_e":
         body["z_e"] = result["z_e"].tolist()
     return json_response(body)
@@ -120,9 +123,9 @@ async def reconstruct(request: Request) -> Response:
     """Encode, then decode: images -> their reconstructions and codes (VQ-VAE) or latents (VAE)."""
     model, query = model_and_query(request, ReconstructQuery)
     with model.expecting("encoder"):
-        images = await read_images(request, model, request.app.state.settings)
+        images, resized = await read_images(request, model, request.app.state.settings, query.resize)
         result = await run_in_threadpool(inference.reconstruct, model, images, query.labels)
-    return images_response(request, model, result.pop("images"), query.image_format, **result)
+    return images_response(request, model, result.pop("images"), query.image_format, **result, **resized)
 
 
 @router.post("/{model_id}/decode", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesQuery, DecodeIn))
@@ -178,51 +181,63 @@ async def sample(request: Request) -> Response:
     return images_response(request, model, result.pop("images"), query.image_format, seed=seed, **result)
 
 
-async def endpoint_latent(model: LoadedModel, endpoint: Endpoint | TraverseIn) -> np.ndarray:
-    image = None if endpoint.image is None else base64_image(endpoint.image, model)
+async def endpoint_latent(
+    request: Request, model: LoadedModel, endpoint: Endpoint | TraverseIn, resize: Resize, decoded: list
+) -> np.ndarray:
+    """The endpoint's latent; an image endpoint's decoding goes into `decoded`, for the resize report."""
+    image = None
+    if endpoint.image is not None:
+        decoded.append(base64_image(endpoint.image, model, request.app.state.settings, resize))
+        image = decoded[-1].pixels
     latent = as_array(endpoint.latent, "latent", np.float32)
     codes = as_array(getattr(endpoint, "codes", None), "codes")  # a traversal starts from an image or z only
     return await run_in_threadpool(latent_paths.endpoint_latent, model, image, codes, latent)
 
 
-@router.post("/{model_id}/interpolate", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesQuery, InterpolateIn))
+@router.post("/{model_id}/interpolate", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesInQuery, InterpolateIn))
 async def interpolate(request: Request) -> Response:
     """Decoded points on a line (or great circle) between two latents; a VQ-VAE re-quantizes each."""
-    model, query = model_and_query(request, ImagesQuery)
+    model, query = model_and_query(request, ImagesInQuery)
     body: InterpolateIn = await json_body(request, InterpolateIn)
     check_count("steps", body.steps, request.app.state.settings.MAX_STEPS)
-    start, end = await endpoint_latent(model, body.start), await endpoint_latent(model, body.end)
+    decoded: list = []
+    start = await endpoint_latent(request, model, body.start, query.resize, decoded)
+    end = await endpoint_latent(request, model, body.end, query.resize, decoded)
     result = await run_in_threadpool(
         latent_paths.interpolate, model, start, end, body.steps, body.method, body.quantize, body.labels
     )
-    images = result.pop("images")
-    return images_response(request, model, images, query.image_format, columns=len(images), **result)
+    images, resized = result.pop("images"), resize_report(query.resize, decoded, model)
+    return images_response(request, model, images, query.image_format, columns=len(images), **result, **resized)
 
 
-@router.post("/{model_id}/traverse", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesQuery, TraverseIn))
+@router.post("/{model_id}/traverse", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesInQuery, TraverseIn))
 async def traverse(request: Request) -> Response:
     """VAE: one latent dimension swept from low to high around a z (or an image's posterior mean)."""
-    model, query = model_and_query(request, ImagesQuery)
+    model, query = model_and_query(request, ImagesInQuery)
     body: TraverseIn = await json_body(request, TraverseIn)
     check_count("steps", body.steps, request.app.state.settings.MAX_STEPS)
     inference.require_kind(model, "vae", "traverse")
-    z = await endpoint_latent(model, body)
+    decoded: list = []
+    z = await endpoint_latent(request, model, body, query.resize, decoded)
     result = await run_in_threadpool(
         latent_paths.traverse, model, z, body.dimension, body.low, body.high, body.steps, body.labels
     )
-    images = result.pop("images")
-    return images_response(request, model, images, query.image_format, columns=len(images), **result)
+    images, resized = result.pop("images"), resize_report(query.resize, decoded, model)
+    return images_response(request, model, images, query.image_format, columns=len(images), **result, **resized)
 
 
-@router.post("/{model_id}/inpaint", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesQuery, InpaintIn))
+@router.post("/{model_id}/inpaint", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesInQuery, InpaintIn))
 async def inpaint(request: Request) -> Response:
     """VAE: fill the masked pixels by iterating encode -> sample -> decode on them only."""
-    model, query = model_and_query(request, ImagesQuery)
+    model, query = model_and_query(request, ImagesInQuery)
     body: InpaintIn = await json_body(request, InpaintIn)
     check_count("iterations", body.iterations, request.app.state.settings.MAX_ITERATIONS)
     inference.require_kind(model, "vae", "inpaint")
-    image = base64_image(body.image, model)
+    decoded = [base64_image(body.image, model, request.app.state.settings, query.resize)]
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     missing = as_array(body.mask, "mask", bool)
-    result = await run_in_threadpool(inference.inpaint, model, image, missing, body.iterations, seed, body.labels)
-    return images_response(request, model, result.pop("images"), query.image_format, seed=seed, **result)
+    result = await run_in_threadpool(
+        inference.inpaint, model, decoded[0].pixels, missing, body.iterations, seed, body.labels
+    )
+    resized = resize_report(query.resize, decoded, model)
+    return images_response(request, model, result.pop("images"), query.image_format, seed=seed, **result, **resized)

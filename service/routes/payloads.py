@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from contract.errors import InvalidInputError, UnsupportedMediaTypeError
-from contract.images import decode_image, png_bytes, tile
+from contract.images import DecodedImage, Resize, decode_image, png_bytes, tile
 from service.config import Settings
 from service.multipart import form_files
 from service.registry import LoadedModel
@@ -39,12 +39,24 @@ def as_array(data: Any, what: str, dtype: type | None = None) -> np.ndarray | No
         raise InvalidInputError(f"{what} must be rectangular: every row the same length") from None
 
 
-def base64_image(text: str, model: LoadedModel) -> np.ndarray:
+def image_file(data: bytes, model: LoadedModel, settings: Settings, resize: Resize) -> DecodedImage:
+    return decode_image(data, model.manifest.image_shape, resize, settings.MAX_IMAGE_PIXELS)
+
+
+def base64_image(text: str, model: LoadedModel, settings: Settings, resize: Resize = "none") -> DecodedImage:
     try:
         data = base64.b64decode(text.split(",", 1)[-1] if text.startswith("data:") else text, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidInputError("images must be base64-encoded PNG or JPEG files") from None
-    return decode_image(data, model.manifest.image_shape)
+    return image_file(data, model, settings, resize)
+
+
+def resize_report(resize: Resize, decoded: list[DecodedImage], model: LoadedModel) -> dict[str, Any]:
+    """What was done to the images, for the answer: nothing to say unless they were resized or converted."""
+    if resize == "none" or not decoded:
+        return {}
+    sources = [list(image.source) for image in decoded]
+    return {"resize": {"mode": resize, "to": list(model.manifest.image_shape), "from": sources}}
 
 
 def parse_json(model_class: type[BaseModel], raw: bytes) -> Any:
@@ -102,23 +114,28 @@ def validation_message(error: ValidationError | Any, location: str = "") -> str:
     return "; ".join(parts)
 
 
-async def read_images(request: Request, model: LoadedModel, settings: Settings) -> np.ndarray:
-    """Multipart files in field `images`, or JSON {"images": [base64]} / {"arrays": [...]} -> (N, C, H, W)."""
+async def read_images(
+    request: Request, model: LoadedModel, settings: Settings, resize: Resize = "none"
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Multipart files in field `images`, or JSON {"images": [base64]} / {"arrays": [...]} -> (N, C, H, W), and
+    what `resize` did to the files (arrays are pixels already: they must have the model's shape)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         files = form_files(await request.body(), content_type, "images")
         if not files:
             raise InvalidInputError("multipart field 'images' holds no files")
         check_count("images", len(files), settings.MAX_IMAGES)
-        return np.stack([decode_image(data, model.manifest.image_shape) for data in files])
-    if content_type.startswith("application/json"):
+        decoded = [image_file(data, model, settings, resize) for data in files]
+    elif content_type.startswith("application/json"):
         body: ImagesIn = parse_json(ImagesIn, await request.body())
-        if body.images is not None:
-            check_count("images", len(body.images), settings.MAX_IMAGES)
-            return np.stack([base64_image(text, model) for text in body.images])
-        check_count("images", len(body.arrays), settings.MAX_IMAGES)
-        return as_array(body.arrays, "arrays", np.float32)
-    raise UnsupportedMediaTypeError("send images as multipart/form-data (field 'images') or application/json")
+        if body.arrays is not None:
+            check_count("images", len(body.arrays), settings.MAX_IMAGES)
+            return as_array(body.arrays, "arrays", np.float32), {}
+        check_count("images", len(body.images), settings.MAX_IMAGES)
+        decoded = [base64_image(text, model, settings, resize) for text in body.images]
+    else:
+        raise UnsupportedMediaTypeError("send images as multipart/form-data (field 'images') or application/json")
+    return np.stack([image.pixels for image in decoded]), resize_report(resize, decoded, model)
 
 
 def json_bytes(body: Any) -> bytes:
@@ -156,6 +173,8 @@ def images_response(
     if wants_png(request):
         grid = tile(images, columns or math.ceil(math.sqrt(len(images))))
         headers = {"X-Model": model.id, "X-Model-Version": str(model.version), "X-Provider": model.provider}
+        if "resize" in fields:  # what the JSON answer would say under "resize"
+            headers["X-Resize"] = json.dumps(fields["resize"], separators=(",", ":"))
         return Response(png_bytes(grid), media_type="image/png", headers=headers)
     body = model_fields(model)
     if image_format == "array":

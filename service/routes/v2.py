@@ -133,7 +133,7 @@ def check_values(model: LoadedModel, specs: dict[str, TensorSpec], feeds: dict[s
         "codes": codes,
         "codes_above": codes + 1,  # the cached-sampling steps read the code K as "outside the grid"
         "codes_left": codes + 1,
-        "labels": inference.label_classes(model),
+        "labels": inference.label_classes(model) + (inference.no_label(model) is not None),
     }
     for name, bound in bounds.items():
         if name in feeds and bound and (feeds[name].min() < 0 or feeds[name].max() >= bound):

@@ -17,6 +17,13 @@ function classes(model) {
   return m.kind === "vqvae" ? (m.prior && m.prior.num_classes) || 0 : m.decoder_labels || 0;
 }
 
+// Digits are drawn light on dark and centred as MNIST was made; any other model (faces, photos, colour) takes the
+// pad's picture as it is, centre-cropped to the model's aspect ratio, in the model's colour.
+function digits(model) {
+  const m = model.manifest;
+  return m.image_shape[0] === 1 && /mnist|synthetic/i.test(m.training.dataset);
+}
+
 function labels() {
   return conditional(state.model) ? [Number($("label").value)] : undefined;
 }
@@ -37,6 +44,10 @@ function choose(id) {
   $("keep").max = vq ? model.manifest.latent_shape[1] : 0;
   $("complete").disabled = !vq;
   $("codes-caption").textContent = vq ? "code grid" : "posterior mean";
+  const [C, H, W] = model.manifest.image_shape;
+  $("draw-hint").textContent = digits(model)
+    ? "White on black, as in MNIST. It is cropped, centred and shrunk to the model's size in this page, then encoded and decoded by the service."
+    : `Upload a picture (or draw): its centre is cropped to ${W}x${H} ${C === 3 ? "RGB" : "greyscale"}, the model's shape, in this page, then encoded and decoded by the service.`;
   for (const id of ["codes", "masked"]) $(id).replaceChildren();
   setStatus("status", `${model.model} v${model.version} (${model.kind}) on ${model.provider}`);
 }
@@ -144,15 +155,18 @@ function pad(canvas, onStroke) {
   return { canvas, clear };
 }
 
-// An uploaded picture onto a pad, greyscale, inverted when it is dark on light (MNIST is light on dark).
+// An uploaded picture onto a pad; for a digit model greyscale, inverted when it is dark on light (MNIST is light
+// on dark); for any other model as it is, filling the pad.
 async function upload(target, file) {
   const bitmap = await createImageBitmap(file);
   const { canvas } = target;
   const ctx = canvas.getContext("2d");
   target.clear();
-  const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
+  const fill = digits(state.model) ? Math.min : Math.max;
+  const scale = fill(canvas.width / bitmap.width, canvas.height / bitmap.height);
   const [w, h] = [bitmap.width * scale, bitmap.height * scale];
   ctx.drawImage(bitmap, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+  if (!digits(state.model)) return;
   const image = ctx.getImageData(0, 0, canvas.width, canvas.height);
   const grey = [];
   for (let i = 0; i < image.data.length; i += 4) {
@@ -173,7 +187,29 @@ function brightness(ctx, w, h) {
   return values;
 }
 
+// The pad as the model's (C, H, W) pixels: its centre cropped to the model's aspect ratio and scaled.
+function pictureToModel(canvas) {
+  const [C, H, W] = state.model.manifest.image_shape;
+  const out = document.createElement("canvas");
+  Object.assign(out, { width: W, height: H });
+  const octx = out.getContext("2d");
+  const scale = Math.min(canvas.width / W, canvas.height / H);
+  const [cw, ch] = [W * scale, H * scale];
+  octx.imageSmoothingQuality = "high";
+  octx.drawImage(canvas, (canvas.width - cw) / 2, (canvas.height - ch) / 2, cw, ch, 0, 0, W, H);
+  const data = octx.getImageData(0, 0, W, H).data;
+  const plane = (c) =>
+    Array.from({ length: H }, (_, y) =>
+      Array.from({ length: W }, (_, x) => {
+        const i = 4 * (y * W + x);
+        return C === 3 ? data[i + c] / 255 : (0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2]) / 255;
+      }),
+    );
+  return { canvas: out, array: C === 1 ? plane(0) : [0, 1, 2].map(plane) };
+}
+
 function toModel(canvas) {
+  if (!digits(state.model)) return pictureToModel(canvas);
   const [, H, W] = state.model.manifest.image_shape;
   const big = brightness(canvas.getContext("2d"), canvas.width, canvas.height);
   let [x0, y0, x1, y1] = [Infinity, Infinity, -1, -1];

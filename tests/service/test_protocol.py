@@ -36,7 +36,7 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
         assert f"/v1/models/{{model_id}}/{operation}" in paths
     assert "multipart/form-data" in paths["/v1/models/{model_id}/encode"]["post"]["requestBody"]["content"]
     for operation, names in [
-        ("encode", {"model_id", "version", "include", "seed"}),
+        ("encode", {"model_id", "version", "include", "seed", "resize"}),
         ("decode", {"model_id", "version", "format"}),
     ]:
         parameters = paths[f"/v1/models/{{model_id}}/{operation}"]["post"]["parameters"]

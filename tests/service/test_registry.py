@@ -94,3 +94,25 @@ def test_onnxruntime_leaves_one_core_to_the_event_loop(
 )
 def test_batches_wait_on_a_gpu_only_unless_told(setting: float | None, provider: str, seconds: float) -> None:
     assert batch_delay(Settings(BATCH_DELAY_MS=setting), provider) == seconds
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"image_shape": [4, 28, 28]}, "1 or 3 channels"),  # no PNG codec for 4 channels
+        ({"image_shape": [1, 28, 20]}, "encoder.image has shape [-1, 1, 28, 28]"),  # graphs of another shape
+        ({"latent_shape": [4, 7, 5]}, "encoder.codes has shape [-1, 7, 7]"),
+    ],
+)
+def test_a_package_the_service_cannot_serve_is_unavailable_with_the_reason(
+    tiny_pipeline: TinyPipeline, tmp_path: Path, change: dict, reason: str
+) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(tiny_pipeline.package, root / "odd" / "1")
+    shutil.copytree(tiny_pipeline.package, root / "tiny-vqvae" / "1")
+    manifest = json.loads((root / "odd" / "1" / "manifest.json").read_text())
+    (root / "odd" / "1" / "manifest.json").write_text(json.dumps({**manifest, "id": "odd", **change}))
+    registry = Registry(Settings(MODELS_DIR=root))
+    registry.load()
+    assert list(registry.models) == ["tiny-vqvae"]  # the other still serves
+    assert reason in registry.unavailable[0].reason

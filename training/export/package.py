@@ -26,6 +26,15 @@ from training.export.shared_weights import share_tensors
 from training.models.pixelcnn_steps import LAYER_MAJOR
 
 PARITY_TOLERANCE = 1e-4
+NOT_EVALUATED = "not evaluated: exported without an evaluation report (latentgen-train evaluate, then --evaluation)"
+
+
+def read_evaluation(path: str) -> dict:
+    if not path:
+        return {}
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--evaluation {path}: no such report; run `latentgen-train evaluate`, or omit it")
+    return json.loads(Path(path).read_text())
 
 
 class ParityError(RuntimeError):
@@ -37,7 +46,7 @@ class ExportOptions(DataOptions):  # the data's validation images drive the pari
     vqvae: str = "runs/vqvae/best.pt"
     prior: str = "runs/prior/best.pt"
     vae: str = ""  # export this VAE checkpoint instead of a VQ-VAE and its prior (export_vae.py)
-    evaluation: str = "runs/evaluation.json"  # the report of `python -m training evaluate`; "" for none
+    evaluation: str = ""  # the report of `latentgen-train evaluate`; without one the manifest says: not evaluated
     out: str = "exported_models"
     id: str = "mnist-vqvae"
     version: int = 0  # 0: one above the newest existing version
@@ -153,7 +162,7 @@ def write_package(options: ExportOptions, graphs: Graphs, extra_files: dict[str,
     assembled folder into place as the next version (or --version), which must not exist yet."""
     if options.dynamo and options.opset < 18:
         raise ValueError("the dynamo exporter writes opset-18 operators (Split with num_outputs): pass --opset 18")
-    evaluation = json.loads(Path(options.evaluation).read_text()) if options.evaluation else {}
+    evaluation = read_evaluation(options.evaluation)
     model_folder = Path(options.out) / options.id
     version = options.version or next_version(model_folder)
     final = model_folder / str(version)
@@ -199,7 +208,7 @@ def assemble(
         files={p.name: sha256_file(p) for p in sorted(staging.iterdir())},
         opset=options.opset,
         metrics=evaluation.get("metrics", {}),
-        evaluation=evaluation.get("method", ""),
+        evaluation=evaluation.get("method", NOT_EVALUATED),
         parity=parity,
         **manifest,
     )

@@ -108,6 +108,7 @@ def prior_config(manifest: "Manifest", weights: dict[str, torch.Tensor]) -> Pixe
         kernel=weights["layers.0.vertical.weight"].shape[3],
         head_hidden=weights["head.1.weight"].shape[0],
         num_classes=manifest.prior.num_classes if manifest.prior else 0,
+        label_dropout=0.1 if manifest.prior and manifest.prior.labels_optional else 0.0,  # any share: it has the class
     )
 
 

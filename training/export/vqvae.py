@@ -92,7 +92,11 @@ def export_vqvae(options: ExportOptions) -> Path:
         latent_shape=[config.code_dim, *config.grid],
         num_codes=config.num_codes,
         code_dim=config.code_dim,
-        prior=PriorSpec(conditional=prior.config.num_classes > 0, num_classes=prior.config.num_classes),
+        prior=PriorSpec(
+            conditional=prior.config.num_classes > 0,
+            num_classes=prior.config.num_classes,
+            labels_optional=prior.config.no_label is not None,
+        ),
         training=provenance(
             {
                 kind: load_checkpoint(path, kind=kind)

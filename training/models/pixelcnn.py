@@ -92,12 +92,21 @@ class PixelCNNConfig:
     kernel: int = 5  # odd; each layer widens the view by kernel // 2 on every side
     head_hidden: int = 512
     num_classes: int = 0  # 0: unconditional; >0: class-conditional prior
+    # > 0: while training, this share of labels becomes the extra class `num_classes`, "no label", so that the
+    # prior also learns p(codes) unconditioned and a label is optional when sampling (classifier-free guidance's
+    # label dropout, Ho & Salimans 2021)
+    label_dropout: float = 0.0
     dropout: float = 0.1
     moved_bias: bool = False  # learn a per-layer bias for rows whose images were moved (train_prior --augment)
 
     @property
     def grid(self) -> tuple[int, int]:
         return self.grid_height, self.grid_width
+
+    @property
+    def no_label(self) -> int | None:
+        """The label that stands for "no label", when the prior learnt one."""
+        return self.num_classes if self.num_classes and self.label_dropout > 0 else None
 
 
 class PriorOutput(NamedTuple):
@@ -117,7 +126,7 @@ class PixelCNN(nn.Module):
                 config.channels,
                 config.kernel,
                 first=i == 0,
-                num_classes=config.num_classes,
+                num_classes=config.num_classes + (config.label_dropout > 0),
                 dropout=config.dropout,
                 moved_bias=config.moved_bias,
             )

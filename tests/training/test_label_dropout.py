@@ -1,0 +1,54 @@
+"""A prior trained with label dropout learns "no label" too: labels become optional when sampling."""
+
+import numpy as np
+import pytest
+import torch
+
+from contract.manifest import read_manifest
+from service import inference
+from service.config import Settings
+from service.registry import Registry
+from tests.conftest import DATA, TINY_PRIOR, TinyPipeline, run_options
+from training.export.package import ExportOptions
+from training.export.vqvae import export_vqvae
+from training.models.pixelcnn import PixelCNN, PixelCNNConfig
+from training.prior import PriorOptions, prior_loss, train_prior
+
+
+def test_the_loss_hides_the_share_of_labels_it_is_told_to() -> None:
+    prior = PixelCNN(
+        PixelCNNConfig(10, 4, 4, channels=4, layers=2, kernel=3, head_hidden=8, num_classes=3, label_dropout=0.5)
+    )
+    seen = []
+    prior.layers[0].class_bias.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    codes, labels = torch.randint(0, 10, (400, 4, 4)), torch.randint(0, 3, (400,))
+    prior_loss(prior.train(), codes, labels, 0)
+    assert 0.4 < (seen[0] == 3).float().mean() < 0.6  # the "no label" class, 3
+    prior_loss(prior.eval(), codes, labels, 0)
+    assert torch.equal(seen[1], labels)  # never while evaluating
+
+
+@pytest.fixture(scope="module")
+def optional_labels(tiny_pipeline: TinyPipeline, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("label-dropout")
+    options = PriorOptions(vqvae=str(tiny_pipeline.vqvae), conditional=True, label_dropout=0.2)
+    prior = train_prior(run_options(root / "prior", epochs=1), options, TINY_PRIOR)
+    package = export_vqvae(
+        ExportOptions(vqvae=str(tiny_pipeline.vqvae), prior=str(prior), data=DATA, out=str(root / "models"), id="opt")
+    )
+    registry = Registry(Settings(MODELS_DIR=root / "models"))
+    registry.load()
+    yield package, registry.get("opt")
+    registry.close()
+
+
+def test_the_package_says_labels_are_optional_and_the_service_samples_either_way(optional_labels) -> None:
+    package, model = optional_labels
+    prior = read_manifest(package).prior
+    assert prior.conditional and prior.num_classes == 10 and prior.labels_optional
+    with_labels = inference.sample(model, 4, seed=3, labels=[7])
+    without = inference.sample(model, 4, seed=3)
+    assert with_labels["codes"].shape == without["codes"].shape == (4, 7, 7)
+    with pytest.raises(Exception, match=r"\[0, 10\)"):
+        inference.sample(model, 1, seed=0, labels=[10])  # "no label" is the service's to send, not a class
+    assert not np.array_equal(inference.sample(model, 4, seed=3, labels=[0])["codes"], with_labels["codes"])
