@@ -66,13 +66,15 @@ ENV PATH=/opt/venv/bin:$PATH \
 COPY --from=requirements /src/training.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir -r /tmp/requirements.txt
 WORKDIR /app
-COPY service/ service/
+COPY contract/ contract/
 COPY training/ training/
+COPY recipes/ recipes/
 # Run folders and exported packages are the only things it writes; both are meant to be volumes. The bundled
 # packages come along so that a fresh models volume starts with them, whichever image mounts it first.
 COPY --chown=10001:10001 exported_models/ exported_models/
 RUN mkdir runs && chown app:app runs
 USER 10001
+# `--entrypoint torchrun` runs the same CLI data-parallel: torchrun --standalone --nproc_per_node N -m training ...
 ENTRYPOINT ["python", "-m", "training"]
 
 
@@ -81,6 +83,7 @@ ENTRYPOINT ["python", "-m", "training"]
 # hadolint ignore=DL3006
 FROM runtime-${VARIANT} AS serve
 WORKDIR /app
+COPY contract/ contract/
 COPY service/ service/
 # The bundled model packages; mount a folder over /app/exported_models (read-only) to serve others. They belong to
 # the app user so that a named volume seeded from them stays writable for the training image (same uid) to export

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+from training import distributed
 from training.average import AverageOptions, write_average
 from training.classifier import train_classifier
 from training.cli import add_options, build
@@ -26,7 +27,7 @@ from training.prior import PriorOptions, train_prior
 from training.recipe import recipe_command
 from training.run import RunOptions
 from training.vae import VAEOptions, train_vae
-from training.vqvae import train_vqvae
+from training.vqvae import VQVAEOptions, train_vqvae
 
 # Fields set from the data or the stage-1 model rather than from the command line.
 IMAGE = ("image_channels", "image_height", "image_width")
@@ -60,8 +61,8 @@ def vae_command(argv: list[str]) -> None:
 
 
 def vqvae_command(argv: list[str]) -> None:
-    args = parse("vqvae", "Stage 1: train the VQ-VAE.", argv, RunOptions, VQVAEConfig)
-    print(train_vqvae(build(RunOptions, args), build(VQVAEConfig, args)))
+    args = parse("vqvae", "Stage 1: train the VQ-VAE.", argv, RunOptions, VQVAEOptions, VQVAEConfig)
+    print(train_vqvae(build(RunOptions, args), build(VQVAEConfig, args), build(VQVAEOptions, args)))
 
 
 def prior_command(argv: list[str]) -> None:
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
         COMMANDS[argv[0]](argv[1:])
     except (FileNotFoundError, ValueError) as error:  # bad data, options or files: the message says which
         sys.exit(f"error: {error}")
+    finally:
+        distributed.stop()  # under torchrun: leave the process group
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m training evaluate`: every figure of a VQ-VAE and its prior, or of a VAE (--vae), on the test
+"""`latentgen-train evaluate`: every figure of a VQ-VAE and its prior, or of a VAE (--vae), on the test
 split, written as the JSON report that export puts into the manifest."""
 
 import json
@@ -42,7 +42,7 @@ class EvaluateOptions(DataOptions):
 
 
 EVALUATION_METHOD = (
-    "`python -m training evaluate` on the {images} test images ({split}); bits_per_dim: the prior's bits for the "
+    "`latentgen-train evaluate` on the {images} test images ({split}); bits_per_dim: the prior's bits for the "
     "image's codes plus -log2 p(x | codes) under a Gaussian decoder whose variance is the validation MSE, on "
     "uniformly dequantized 8-bit pixels, per dimension; {score}"
 )

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from contract.sampling import CachedPrior, fill_codes_cached
+from training import distributed
 from training.data import ImageSet
 from training.models.pixelcnn import PixelCNN
 from training.models.pixelcnn_steps import torch_steps
@@ -29,17 +30,23 @@ def code_bits(logits: np.ndarray) -> np.ndarray:
 def guided_codes(
     vqvae: VQVAE, guide: PixelCNN, images: ImageSet, weight: float, device: torch.device, batch_size: int = 1000
 ) -> torch.Tensor:
-    """All images of a split -> their code grids (N, h, w), on the CPU, chosen under the guide's rate."""
+    """All images of a split -> their code grids (N, h, w), on the CPU, chosen under the guide's rate; under
+    torchrun each rank chooses its share and the shares are gathered back in order."""
     if weight < 0:
         raise ValueError(f"the guide's weight must be >= 0 (bits -> squared distance), got {weight}")
     vqvae.eval()
-    steps, grids = torch_steps(guide.eval(), device), []
-    batches = tqdm(images.batches(batch_size), total=-(-len(images) // batch_size), desc="guided codes", mininterval=5)
-    for batch, labels in batches:
-        z_e = vqvae.encoder(batch.to(device)).permute(0, 2, 3, 1).float()  # (B, h, w, D)
-        distances = vqvae.quantizer.distances(z_e).cpu().numpy()  # (B, h, w, K)
-        grids.append(guided_grids(steps, distances, weight, labels.numpy() if guide.config.num_classes else None))
-    return torch.from_numpy(np.concatenate(grids))
+    steps = torch_steps(guide.eval(), device)
+
+    def choose(rows: slice) -> torch.Tensor:
+        part, grids = ImageSet(images.images[rows], images.labels[rows]), []
+        total, main = -(-len(part) // batch_size), distributed.world().main
+        for batch, labels in tqdm(part.batches(batch_size), total=total, desc="guided codes", disable=not main):
+            z_e = vqvae.encoder(batch.to(device)).permute(0, 2, 3, 1).float()  # (B, h, w, D)
+            distances = vqvae.quantizer.distances(z_e).cpu().numpy()  # (B, h, w, K)
+            grids.append(guided_grids(steps, distances, weight, labels.numpy() if guide.config.num_classes else None))
+        return torch.from_numpy(np.concatenate(grids))
+
+    return distributed.gather_rows(choose, len(images))
 
 
 def guided_grids(steps: CachedPrior, distances: np.ndarray, weight: float, labels: np.ndarray | None) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from training import distributed
 from training.checkpoint import kind_of, load_checkpoint
 from training.data import ImageSet
 from training.run import Run, RunOptions, cosine_lr
@@ -25,25 +26,31 @@ def make_optimizer(model: torch.nn.Module, options: RunOptions) -> torch.optim.O
 def train_epoch(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, run: Run, images: ImageSet, epoch: int, loss_fn: LossFn
 ) -> float:
-    """One pass over `images`; `loss_fn(model, images, labels, step)` returns the scalar loss."""
-    options = run.options
+    """One pass over `images` in global batches, each rank taking its share of every batch (distributed.py);
+    `loss_fn(model, images, labels, step)` returns the scalar loss. Returns the mean loss over every rank."""
+    options, world = run.options, run.world
     steps_per_epoch = -(-len(images) // options.batch_size)
     total_steps = steps_per_epoch * options.epochs
     model.train()
     losses = []
     batches = images.batches(options.batch_size, shuffle=True, generator=run.epoch_generator(epoch))
-    bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{options.epochs}", leave=False, mininterval=5)
+    description = f"epoch {epoch + 1}/{options.epochs}"
+    bar = tqdm(batches, total=steps_per_epoch, desc=description, leave=False, mininterval=5, disable=not world.main)
     for step, (batch, labels) in enumerate(bar, start=epoch * steps_per_epoch):
+        # Equal shares, so that averaging the ranks' gradients is the global batch's gradient: an epoch's last
+        # batch drops the few rows that do not divide among the processes.
+        mine = distributed.share(len(batch) - len(batch) % world.size)
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, total_steps, options.lr, options.warmup_steps)
         with run.autocast():
-            loss = loss_fn(model, batch.to(run.device), labels.to(run.device), step)
+            loss = loss_fn(model, batch[mine].to(run.device), labels[mine].to(run.device), step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}", refresh=False)
-    return float(np.mean(losses))
+    mean = torch.tensor(float(np.mean(losses)), device=run.device)
+    return distributed.all_reduce(mean).item() / world.size
 
 
 def init_weights(model: torch.nn.Module, checkpoint: str, device: torch.device) -> None:
@@ -71,6 +78,7 @@ def fit(
     """The loop every stage shares: train an epoch, validate, keep last.pt (to resume) and best.pt
     (lowest validation `select`), log a line. The checkpoint carries the kind, config and `extra`."""
     optimizer = make_optimizer(model, run.options)
+    trained = distributed.parallel(model, run.device)  # DistributedDataParallel under torchrun
     start_epoch, best = 0, float("inf")
     if run.options.init and not run.options.resume:
         init_weights(model, run.options.init, run.device)
@@ -79,7 +87,7 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best = state["epoch"], state["best"]
     for epoch in range(start_epoch, run.options.epochs):
-        train_loss = train_epoch(model, optimizer, run, train_set, epoch, loss_fn)
+        train_loss = train_epoch(trained, optimizer, run, train_set, epoch, loss_fn)
         val = validate()
         best = min(best, val[select])
         state = {
@@ -100,4 +108,5 @@ def fit(
             {"epoch": epoch + 1, "seconds": round(run.seconds(), 1), "train_loss": train_loss}
             | {f"val_{k}": v for k, v in val.items()}
         )
+    distributed.barrier()  # rank 0 has written its checkpoints before anyone reads them
     return run.out / "best.pt"

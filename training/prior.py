@@ -117,5 +117,6 @@ def train_prior(options: RunOptions, prior_options: PriorOptions, config: PixelC
         data=splits.name,
         split=splits.split,
     )
-    save_samples(vqvae, load_model(best, "prior", run.device), run.out / "samples.png", seed=options.seed)
+    if run.world.main:
+        save_samples(vqvae, load_model(best, "prior", run.device), run.out / "samples.png", seed=options.seed)
     return best

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training import distributed
 from training.checkpoint import load_checkpoint
 from training.data import DataOptions
 
@@ -59,9 +60,13 @@ class Run:
     def __init__(self, options: RunOptions):
         self.options = options
         self.out = Path(options.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.device = pick_device(options.device)
-        seed_everything(options.seed)
+        self.device = distributed.start(pick_device(options.device))  # under torchrun: this rank's device
+        self.world = distributed.world()
+        if options.batch_size % self.world.size:
+            raise ValueError(f"--batch-size {options.batch_size} (global) does not divide among {self.world.size}")
+        if self.world.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        seed_everything(options.seed)  # the same on every rank: identical initial weights and codebook draws
         self.started = time.monotonic()
         self.resumed_seconds = 0.0
 
@@ -77,12 +82,16 @@ class Run:
         return torch.Generator().manual_seed(self.options.seed * 1000 + epoch)
 
     def log(self, record: dict[str, Any]) -> None:
+        if not self.world.main:
+            return
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         print(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
 
     def save(self, name: str, state: dict[str, Any]) -> Path:
         path = self.out / name
+        if not self.world.main:
+            return path
         tmp = path.with_suffix(".tmp")
         rng = {
             "torch": torch.get_rng_state(),

@@ -60,5 +60,6 @@ def train_vae(options: RunOptions, vae_options: VAEOptions, config: VAEConfig) -
     best = fit(
         run, model, splits.train, vae_loss, validate, "negative_elbo", "vae", data=splits.name, split=splits.split
     )
-    save_samples(model, run.out / "samples.png", seed=options.seed)
+    if run.world.main:
+        save_samples(model, run.out / "samples.png", seed=options.seed)
     return best

@@ -65,3 +65,24 @@ def test_service_and_autoscaler_target_the_deployment() -> None:
     assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", "latentgen")
     assert deployment["metadata"]["name"] == "latentgen"
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+
+
+def training_manifests() -> list[dict]:
+    return list(yaml.safe_load_all((K8S / "training" / "train-job.yaml").read_text()))
+
+
+def test_the_multi_node_training_job_is_valid_and_rendezvous_at_its_first_pod() -> None:
+    service, job = training_manifests()
+    for manifest in (service, job):
+        kubernetes_validate.validate(manifest, VERSION, strict=True)
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"]
+    [train] = spec["template"]["spec"]["containers"]
+    args = dict(arg.removeprefix("--").split("=", 1) for arg in train["args"] if arg.startswith("--") and "=" in arg)
+    assert train["command"] == ["torchrun"] and int(args["nnodes"]) == spec["completions"]
+    assert args["master_addr"] == f"{job['metadata']['name']}-0.{service['metadata']['name']}"  # pod 0, by DNS
+    assert (
+        spec["template"]["spec"]["subdomain"] == service["metadata"]["name"] and service["spec"]["clusterIP"] == "None"
+    )
+    assert train["args"][train["args"].index("-m") + 1] == "training"
+    assert train["resources"]["limits"]["nvidia.com/gpu"] == args["nproc_per_node"]

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from training.data import ImageSet
+from training.distributed import gather_rows
 from training.metrics.vae import dequantize
 from training.models.pixelcnn import PixelCNN
 from training.models.vector_quantizer import code_statistics
@@ -15,10 +16,15 @@ from training.models.vq_vae import VQVAE
 
 @torch.no_grad()
 def encode_codes(model: VQVAE, images: ImageSet, device: torch.device, batch_size: int = 500) -> torch.Tensor:
-    """All images of a split -> their code grids (N, h, w), on the CPU."""
+    """All images of a split -> their code grids (N, h, w), on the CPU; under torchrun each rank encodes its share
+    and the shares are gathered back in order."""
     model.eval()
-    codes = [model.encode(batch.to(device)).codes.cpu() for batch, _ in images.batches(batch_size)]
-    return torch.cat(codes)
+
+    def encode(rows: slice) -> torch.Tensor:
+        part = ImageSet(images.images[rows], images.labels[rows])
+        return torch.cat([model.encode(batch.to(device)).codes for batch, _ in part.batches(batch_size)])
+
+    return gather_rows(encode, len(images))
 
 
 @torch.no_grad()
@@ -60,5 +66,5 @@ def gaussian_bits(vqvae: VQVAE, images: ImageSet, variance: float, device: torch
         noisy = dequantize(batch, generator).to(device)
         mean = vqvae.decode_codes(vqvae.encode(batch.to(device)).codes)
         nats = 0.5 * (math.log(2 * math.pi * variance) + (noisy - mean) ** 2 / variance)
-        total += (nats.sum().item() / math.log(2)) - batch[0].numel() * len(batch) * 8
+        total += nats.sum().item() / math.log(2) + batch[0].numel() * len(batch) * 8
     return total / len(images)

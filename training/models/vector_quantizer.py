@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.distributed import all_gather, all_reduce
+
 
 @dataclass
 class QuantizerStats:
@@ -102,7 +104,9 @@ class VectorQuantizer(nn.Module):
         return QuantizerOutput(z_q, codes.view(B, h, w), commit_loss)
 
     def _initialize(self, flat: torch.Tensor) -> None:
-        # Seeding from data avoids codes that start far from every encoder output and never win.
+        # Seeding from data avoids codes that start far from every encoder output and never win. Under torchrun
+        # every rank draws the same picks from every rank's outputs: one codebook.
+        flat = all_gather(flat)
         picks = flat[torch.randint(len(flat), (self.num_codes,), device=flat.device)]
         self.codebook.copy_(picks)
         self.code_sum.copy_(picks)
@@ -111,8 +115,9 @@ class VectorQuantizer(nn.Module):
 
     def _ema_update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
         one_hot = F.one_hot(codes, self.num_codes).type(flat.dtype)  # (N, K)
-        self.cluster_size.mul_(self.decay).add_(one_hot.sum(0), alpha=1 - self.decay)
-        self.code_sum.mul_(self.decay).add_(one_hot.t() @ flat, alpha=1 - self.decay)
+        counts, sums = all_reduce(one_hot.sum(0)), all_reduce(one_hot.t() @ flat)  # every rank's batch
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.code_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         # Laplace smoothing keeps rarely used codes from dividing by ~0.
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n
@@ -124,6 +129,7 @@ class VectorQuantizer(nn.Module):
         n_dead = int(dead.sum())
         if n_dead == 0:
             return
+        flat = all_gather(flat)  # the counts are global, so every rank restarts the same codes with the same picks
         picks = flat[torch.randint(len(flat), (n_dead,), device=flat.device)]
         # A restarted code starts as if it were of average use: with a rate weight, a count of ~0
         # would price it out before it could win any input.
