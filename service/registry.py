@@ -78,6 +78,17 @@ class UnavailableModel:
     reason: str
 
 
+def preload_cuda(providers: list[str]) -> None:
+    """onnxruntime-gpu's CUDA and cuDNN may come as NVIDIA's wheels (the GPU image): load them before the first
+    session asks for them. Where they are missing, or no GPU is there, the sessions fall back to the CPU and say
+    so (readiness reports the provider in use)."""
+    if "CUDAExecutionProvider" in providers and hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+        except Exception as error:  # a partial CUDA install must not stop the CPU fallback
+            log.warning("could not preload CUDA libraries: %s", error)
+
+
 def choose_providers(setting: str) -> list[str]:
     available = ort.get_available_providers()
     if setting == "auto":
@@ -231,6 +242,7 @@ class Registry:
 
     def load(self) -> None:
         self.providers = choose_providers(self.settings.PROVIDERS)
+        preload_cuda(self.providers)
         root = self.settings.MODELS_DIR
         if not root.is_dir():
             log.warning("models folder %s does not exist; serving no models", root)

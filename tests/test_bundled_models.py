@@ -18,7 +18,7 @@ from service.main import create_app
 from training.checkpoint import load_model
 
 BUNDLED = Path(__file__).resolve().parents[1] / "exported_models"
-VQVAE, VAE, VAE_2D = "mnist-vqvae", "mnist-vae", "mnist-vae-2d"
+VQVAE, VAE, VAE_2D, FREY_VAE = "mnist-vqvae", "mnist-vae", "mnist-vae-2d", "frey-vae"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-NEWEST = {VQVAE: 5, VAE: 2, VAE_2D: 1}
+NEWEST = {VQVAE: 5, VAE: 2, VAE_2D: 1, FREY_VAE: 1}
 
 
 def manifest(model: str, version: int | None = None) -> dict:
@@ -37,7 +37,7 @@ def manifest(model: str, version: int | None = None) -> dict:
 def test_every_bundled_package_loads(client: TestClient) -> None:
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert set(ready.json()["models"]) == {f"{VQVAE}/5", f"{VAE}/1", f"{VAE}/2", f"{VAE_2D}/1"}
+    assert set(ready.json()["models"]) == {f"{VQVAE}/5", f"{VAE}/1", f"{VAE}/2", f"{VAE_2D}/1", f"{FREY_VAE}/1"}
     assert client.get(f"/v1/models/{VAE}").json()["versions"] == [1, 2]
 
 
@@ -107,3 +107,14 @@ def test_the_best_vae_has_the_best_likelihood_and_reconstructs_its_samples(clien
     assert best["active_units"] == 20
     sampled, again = samples_and_reconstructions(client, VAE)
     assert np.mean((again - sampled) ** 2) < 0.01
+
+
+def test_the_frey_vae_is_kingma_and_welling_s_face_model(client: TestClient) -> None:
+    bundled = manifest(FREY_VAE)
+    assert bundled["image_shape"] == [1, 28, 20] and bundled["latent_shape"] == [2]  # 28 rows, 20 columns
+    assert bundled["likelihood"] == "gaussian" and "manifold.png" in bundled["files"]
+    assert bundled["metrics"]["active_units"] == 2 and bundled["training"]["dataset"] == "frey_faces.npz"
+    faces = client.post(f"/v1/models/{FREY_VAE}/decode?format=array", json={"latents": [[0.0, 0.0], [1.5, -1.5]]})
+    pixels = np.asarray(faces.json()["arrays"])
+    assert pixels.shape == (2, 1, 28, 20) and 0.2 < pixels.mean() < 0.8  # a grey face, not a blank
+    assert np.abs(pixels[0] - pixels[1]).mean() > 0.01  # the latent moves the face

@@ -121,8 +121,15 @@ def max_differences(
 
 
 def git_commit() -> str:
+    """The checkout's commit, "+dirty" with uncommitted changes; "unknown" outside a checkout or without git (an
+    image)."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+        try:
+            run = subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent)
+        except FileNotFoundError:
+            return ""
+        return run.stdout.strip()
 
     commit = git("rev-parse", "--verify", "--quiet", "HEAD") or "unknown"
     return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
