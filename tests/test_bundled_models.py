@@ -2,6 +2,7 @@
 sha256 checked), their recorded test figures are the ones the README and the model cards quote, and they behave
 like trained models."""
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from bench.sampling_torch import BUNDLED_PRIOR
 from service.config import Settings
@@ -18,7 +20,8 @@ from service.main import create_app
 from training.checkpoint import load_model
 
 BUNDLED = Path(__file__).resolve().parents[1] / "exported_models"
-VQVAE, VAE, VAE_2D, FREY_VAE = "mnist-vqvae", "mnist-vae", "mnist-vae-2d", "frey-vae"
+VQVAE, VAE, VAE_2D = "mnist-vqvae", "mnist-vae", "mnist-vae-2d"
+FREY_VQVAE, FREY_VAE = "frey-vqvae", "frey-vae"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-NEWEST = {VQVAE: 5, VAE: 2, VAE_2D: 1, FREY_VAE: 1}
+NEWEST = {VQVAE: 5, VAE: 2, VAE_2D: 1, FREY_VQVAE: 1, FREY_VAE: 1}
 
 
 def manifest(model: str, version: int | None = None) -> dict:
@@ -37,7 +40,7 @@ def manifest(model: str, version: int | None = None) -> dict:
 def test_every_bundled_package_loads(client: TestClient) -> None:
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert set(ready.json()["models"]) == {f"{VQVAE}/5", f"{VAE}/1", f"{VAE}/2", f"{VAE_2D}/1", f"{FREY_VAE}/1"}
+    assert set(ready.json()["models"]) == {f"{m}/{v}" for m, v in NEWEST.items()} | {f"{VAE}/1"}
     assert client.get(f"/v1/models/{VAE}").json()["versions"] == [1, 2]
 
 
@@ -118,3 +121,17 @@ def test_the_frey_vae_is_kingma_and_welling_s_face_model(client: TestClient) -> 
     pixels = np.asarray(faces.json()["arrays"])
     assert pixels.shape == (2, 1, 28, 20) and 0.2 < pixels.mean() < 0.8  # a grey face, not a blank
     assert np.abs(pixels[0] - pixels[1]).mean() > 0.01  # the latent moves the face
+
+
+def test_the_frey_vqvae_meets_its_target_and_serves_faces(client: TestClient) -> None:
+    bundled = manifest(FREY_VQVAE)
+    assert bundled["image_shape"] == [1, 28, 20] and bundled["latent_shape"][1:] == [7, 5]
+    assert bundled["metrics"]["mse"] <= 0.002 and "skipped" in bundled["evaluation"]  # no face classifier
+    face = client.post(f"/v1/models/{FREY_VQVAE}/sample?format=array", json={"n": 2, "seed": 0}).json()
+    assert np.asarray(face["codes"]).shape == (2, 7, 5) and np.asarray(face["arrays"]).shape == (2, 1, 28, 20)
+    photo = Image.new("RGB", (640, 480), (128, 100, 90))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG")
+    files = {"images": ("photo.jpg", buffer.getvalue(), "image/jpeg")}
+    encoded = client.post(f"/v1/models/{FREY_VQVAE}/encode?resize=crop", files=files).json()
+    assert np.asarray(encoded["codes"]).shape == (1, 7, 5) and encoded["resize"]["from"] == [[3, 480, 640]]
