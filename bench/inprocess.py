@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message
 from bench.serving import model_cpu_per_image, requests_for
 from service.config import Settings
 from service.main import create_app
-from service.registry import LoadedModel
+from service.package import LoadedModel
 
 
 class StubEncoder:

@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
     settings = Settings()
+    if "GRPC_HOST" not in settings.model_fields_set:  # gRPC listens where HTTP does unless told otherwise
+        settings = settings.model_copy(update={"GRPC_HOST": args.host})
     configure_logging(settings.LOG_LEVEL)
     # A batcher's worker needs the GIL back after each onnxruntime run; behind a busy event loop it waited up to
     # Python's default 5 ms switch interval while the model's core idled (docs/experiments/, the serving path).

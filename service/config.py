@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     ORT_CPU_ARENA: bool = False
     TRIM_AFTER_BYTES: int = 1024 * 1024
 
+    # The Open Inference Protocol over gRPC, beside HTTP (0: off); GRPC_HOST is the HTTP --host unless set.
+    GRPC_PORT: int = 8001
+    GRPC_HOST: str = "127.0.0.1"
+    # What may change while serving (registry.py): none | poll (rescan MODELS_DIR every POLL_SECONDS) | explicit
+    # (the repository API's load and unload; keep it off the internet, behind the API key)
+    MODEL_CONTROL: Literal["none", "poll", "explicit"] = "none"
+    POLL_SECONDS: float = 5.0
+
     API_KEY: str = ""  # when set, every route but liveness needs header X-API-Key (or Bearer token)
     MAX_BODY_BYTES: int = 8 * 1024 * 1024
     MAX_IMAGES: int = 256  # images per encode / reconstruct request

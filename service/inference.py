@@ -12,8 +12,8 @@ import numpy as np
 from contract.errors import InvalidInputError
 from contract.sampling import StopFn
 from service.batching import Feeds
+from service.package import LoadedModel
 from service.prior import draw_codes
-from service.registry import LoadedModel
 
 # |latent value| accepted anywhere (latents, endpoints, traversal ends): far beyond what any trained model's encoder
 # gives, and far enough from float32's limit (3.4e38) that no interpolation or decoder layer overflows.

@@ -14,7 +14,7 @@ from service.inference import (
     nearest_codes,
     require_kind,
 )
-from service.registry import LoadedModel
+from service.package import LoadedModel
 
 
 def lerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:

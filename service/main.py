@@ -1,5 +1,6 @@
 """The FastAPI application: settings in, models loaded in the lifespan, routers included."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,8 @@ from contract.errors import ServiceError
 from service.config import Settings
 from service.middleware import RequestContext, error_payload
 from service.registry import Registry
-from service.routes import health, models, v2
+from service.routes import health, models, repository, v2
+from service.routes.grpc import start_grpc
 from service.routes.payloads import validation_message
 
 log = logging.getLogger("service")
@@ -54,6 +56,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(request, 500, "internal_error", message)
 
 
+async def poll(registry: Registry, seconds: float) -> None:
+    """MODEL_CONTROL=poll: rescan MODELS_DIR every `seconds` (registry.py says what changes)."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await asyncio.to_thread(registry.sync)
+        except Exception:  # a folder that vanished mid-scan, say: the next poll sees the rest
+            log.exception("rescanning the models folder failed")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -63,7 +75,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = Registry(settings)
         await run_in_threadpool(registry.load)
         app.state.registry = registry
+        grpc_server = await start_grpc(registry, settings)
+        poller = (
+            asyncio.create_task(poll(registry, settings.POLL_SECONDS)) if settings.MODEL_CONTROL == "poll" else None
+        )
         yield
+        if poller:
+            poller.cancel()
+        if grpc_server:
+            await grpc_server.stop(grace=30)  # in-flight calls finish, as uvicorn's HTTP requests do
         registry.close()
 
     app = FastAPI(
@@ -77,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # FastAPI tries the routes in order, at a cost per route tried: the busiest routers come first.
     app.include_router(models.router)
     app.include_router(v2.router)
+    app.include_router(repository.router)
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

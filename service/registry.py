@@ -1,236 +1,45 @@
-"""The model registry: every package under MODELS_DIR, validated and opened in onnxruntime.
+"""The model registry: the packages under MODELS_DIR that are being served, and the ones that failed, with why.
 
-Layout as in Triton's model repository: `<MODELS_DIR>/<id>/<version>/` with numeric versions.
-A package that fails validation (bad manifest, missing file, wrong sha256, graph that does not
-load) is kept as unavailable with its reason; it never stops the others from loading.
+Layout as in Triton's model repository: `<MODELS_DIR>/<id>/<version>/` with numeric versions. A package that fails
+(package.py: bad manifest, missing file, wrong sha256, a graph that does not load) is kept as unavailable with its
+reason; it never stops the others. MODEL_CONTROL says what may change while serving, as Triton's
+--model-control-mode does:
+
+- `none`: what was there at start is served until a restart;
+- `poll`: MODELS_DIR is rescanned every POLL_SECONDS: a new version is verified, opened and warmed up before it
+  takes traffic, a removed one is unloaded, a package that failed is retried once its files change;
+- `explicit`: the repository API loads (rescans) and unloads models by name (routes/repository.py, gRPC).
+
+Folders whose names start with "." are never read: copy a version in under a hidden name and rename it into place
+(the exporter does), so that no half-copied package is seen. Requests already holding a model finish on it after
+it is unloaded or replaced.
 """
 
-import asyncio
 import logging
-import os
-from contextlib import AbstractContextManager, nullcontext
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import onnxruntime as ort
-
-from contract.errors import ModelUnavailableError, NotFoundError
-from contract.manifest import Manifest, TensorSpec, read_manifest, sha256_file
-from service.batching import Batcher, Feeds, RunFn, StopFn
+from contract.errors import BadRequestError, ModelUnavailableError, NotFoundError
 from service.config import Settings
-from service.metrics import BATCH_SIZE, INFERENCE, MODEL_INFO
-from service.prior import SAMPLE_INPUTS, draw_codes
+from service.metrics import MODEL_INFO
+from service.package import GPU_PROVIDERS, LoadedModel, UnavailableModel, choose_providers, open_package, preload_cuda
 
 log = logging.getLogger("service.registry")
-GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+RETIRE_SECONDS = 120.0  # an unloaded version's batchers stop this long after it stops taking new requests
 
 
-@dataclass
-class LoadedModel:
-    manifest: Manifest
-    folder: Path
-    sessions: dict[str, ort.InferenceSession]  # graph name -> session
-    provider: str  # the execution provider onnxruntime actually chose
-    codebook: np.ndarray | None = None  # (K, D), vqvae only
-    code_penalty: np.ndarray | None = None  # (K,), added to each code's squared distance (entropy-constrained VQ)
-    batchers: dict[str, Batcher] = field(default_factory=dict)  # graph name -> its dynamic batcher
-
-    @property
-    def id(self) -> str:
-        return self.manifest.id
-
-    @property
-    def version(self) -> int:
-        return self.manifest.version
-
-    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """One inference, merged with concurrent ones for the same graph when batching is on."""
-        if graph in self.batchers:
-            return self.batchers[graph](feeds)
-        BATCH_SIZE.labels(self.id, graph).observe(len(next(iter(feeds.values()))))
-        return self.run_now(graph, feeds)
-
-    async def run_async(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """`run` for the event loop: awaits the batch instead of blocking a worker thread on it."""
-        if graph in self.batchers:
-            return await self.batchers[graph].submit(feeds, loop=asyncio.get_running_loop())
-        return await asyncio.to_thread(self.run, graph, feeds)
-
-    def run_now(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with INFERENCE.labels(self.id, graph).time():
-            return self.sessions[graph].run(None, feeds)
-
-    def expecting(self, graph: str) -> AbstractContextManager[None]:
-        """Tell the graph's batcher that this request will submit soon (see batching.py)."""
-        return self.batchers[graph].expect() if graph in self.batchers else nullcontext()
-
-    def close(self) -> None:
-        for batcher in self.batchers.values():
-            batcher.close()
+def numbered(folder: Path) -> int | None:
+    return int(folder.name) if folder.name.isascii() and folder.name.isdigit() else None
 
 
-@dataclass
-class UnavailableModel:
-    id: str
-    version: int | None
-    folder: Path
-    reason: str
+def visible_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
 
 
-def preload_cuda(providers: list[str]) -> None:
-    """onnxruntime-gpu's CUDA and cuDNN may come as NVIDIA's wheels (the GPU image): load them before the first
-    session asks for them. Where they are missing, or no GPU is there, the sessions fall back to the CPU and say
-    so (readiness reports the provider in use)."""
-    if "CUDAExecutionProvider" in providers and hasattr(ort, "preload_dlls"):
-        try:
-            ort.preload_dlls()
-        except Exception as error:  # a partial CUDA install must not stop the CPU fallback
-            log.warning("could not preload CUDA libraries: %s", error)
-
-
-def choose_providers(setting: str) -> list[str]:
-    available = ort.get_available_providers()
-    if setting == "auto":
-        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-    wanted = [p.strip() for p in setting.split(",") if p.strip()]
-    if unknown := [p for p in wanted if p not in available]:
-        raise ValueError(f"PROVIDERS names {unknown}, but this onnxruntime offers only {available}")
-    return wanted
-
-
-def default_intra_op_threads() -> int:
-    """Every core this process may use but one: that one stays with the event loop (HTTP, image decoding,
-    JSON), which otherwise fights onnxruntime's threads for it: on 2 cores one thread cut the HTTP path's CPU
-    per request, and only a lone large batch runs slower (docs/experiments/2026-11-27-serving-path.md)."""
-    return max(1, len(os.sched_getaffinity(0)) - 1)
-
-
-def session_options(settings: Settings) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = settings.INTRA_OP_THREADS or default_intra_op_threads()
-    options.inter_op_num_threads = 1
-    # Spinning threads burn the cores that the HTTP workers need; without it latency is steadier.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_cpu_mem_arena = settings.ORT_CPU_ARENA  # memory.py says why it is off by default
-    return options
-
-
-def dummy_input(spec: TensorSpec) -> np.ndarray:
-    shape = [1 if d < 0 else d for d in spec.shape]
-    return np.zeros(shape, dtype=np.float32 if spec.dtype == "float32" else np.int64)
-
-
-def verify_files(folder: Path, manifest: Manifest) -> None:
-    for name, digest in manifest.files.items():
-        path = folder / name
-        if path.resolve().parent != folder.resolve():
-            raise ValueError(f"file {name!r} lies outside the package")
-        if not path.is_file():
-            raise FileNotFoundError(f"missing file {name}")
-        if sha256_file(path) != digest:
-            raise ValueError(f"{name} does not match its sha256 in the manifest (corrupt or replaced)")
-
-
-def load_array(folder: Path, name: str, shape: tuple, manifest: Manifest) -> np.ndarray | None:
-    """A float32 array file of the package, checked against its shape; None when the package has none."""
-    if name not in manifest.files:
-        return None
-    array = np.load(folder / name)
-    if array.shape != shape:
-        raise ValueError(f"{name} has shape {list(array.shape)}; the manifest implies {list(shape)}")
-    return array.astype(np.float32)
-
-
-def graph_shape(manifest: Manifest, graph: str, tensor: str) -> list[int] | None:
-    spec = manifest.graphs.get(graph)
-    found = [t.shape for t in (spec.inputs + spec.outputs if spec else []) if t.name == tensor]
-    return found[0] if found else None
-
-
-def check_servable(manifest: Manifest) -> None:
-    """What the service itself needs of a package's shapes: images it can decode and encode as PNG, and graphs
-    whose tensors agree with the manifest's image and latent shapes."""
-    channels, height, width = manifest.image_shape
-    if channels not in (1, 3) or height < 1 or width < 1:
-        raise ValueError(f"image shape {list(manifest.image_shape)}: the service serves 1 or 3 channels of H, W >= 1")
-    image = [-1, *manifest.image_shape]
-    expected = {("encoder", "image"): image, ("decoder", "image"): image}
-    if manifest.kind == "vqvae":
-        d, h, w = manifest.latent_shape
-        expected |= {("encoder", "codes"): [-1, h, w], ("decoder", "z_q"): [-1, d, h, w]}
-        if manifest.prior is not None:
-            expected[("prior", "logits")] = [-1, manifest.num_codes, h, w]
-    else:
-        expected |= {("encoder", "mean"): [-1, *manifest.latent_shape], ("decoder", "z"): [-1, *manifest.latent_shape]}
-    for (graph, tensor), shape in expected.items():
-        if graph_shape(manifest, graph, tensor) != shape:
-            found = graph_shape(manifest, graph, tensor)
-            raise ValueError(f"{graph}.{tensor} has shape {found}; the manifest's shapes imply {shape}")
-
-
-def open_package(folder: Path, settings: Settings, providers: list[str]) -> LoadedModel:
-    """Validates the package, opens one session per graph and warms each up once."""
-    manifest = read_manifest(folder)
-    where = f"{folder.parent.name}/{folder.name}"
-    if f"{manifest.id}/{manifest.version}" != where:
-        raise ValueError(f"manifest names {manifest.id}/{manifest.version} but lives in {where}")
-    check_servable(manifest)
-    verify_files(folder, manifest)
-    options = session_options(settings)
-    sessions = {}
-    for name, graph in manifest.graphs.items():
-        session = ort.InferenceSession(str(folder / graph.file), sess_options=options, providers=providers)
-        session.run(None, {spec.name: dummy_input(spec) for spec in graph.inputs})  # warm-up
-        sessions[name] = session
-    provider = next(iter(sessions.values())).get_providers()[0]
-    codebook = load_array(folder, "codebook.npy", (manifest.num_codes, manifest.code_dim), manifest)
-    penalty = load_array(folder, "code_penalty.npy", (manifest.num_codes,), manifest)
-    model = LoadedModel(manifest, folder, sessions, provider, codebook, penalty)
-    if settings.MAX_BATCH_SIZE > 1:
-        model.batchers = {name: graph_batcher(model, name, settings) for name in sessions}
-        if "prior" in sessions:
-            model.batchers["sample"] = sample_batcher(model, settings)
-    return model
-
-
-def batch_delay(settings: Settings, provider: str) -> float:
-    """Seconds a forming batch may wait for announced requests (config.py says why it depends on the provider)."""
-    if settings.BATCH_DELAY_MS is not None:
-        return settings.BATCH_DELAY_MS / 1000
-    return 0.005 if provider in GPU_PROVIDERS else 0.0
-
-
-def batcher(
-    model: LoadedModel, name: str, run: RunFn, input_axes: dict[str, int], output_axes: list[int], settings: Settings
-) -> Batcher:
-    return Batcher(
-        run,
-        input_axes,
-        output_axes,
-        max_batch=settings.MAX_BATCH_SIZE,
-        max_delay=batch_delay(settings, model.provider),
-        max_queue=settings.MAX_QUEUE_ROWS,
-        labels=(model.id, name),
-    )
-
-
-def graph_batcher(model: LoadedModel, graph: str, settings: Settings) -> Batcher:
-    spec = model.manifest.graphs[graph]
-    input_axes = {t.name: t.shape.index(-1) for t in spec.inputs}
-    output_axes = [t.shape.index(-1) for t in spec.outputs]
-    return batcher(model, graph, lambda feeds, _: model.run_now(graph, feeds), input_axes, output_axes, settings)
-
-
-def sample_batcher(model: LoadedModel, settings: Settings) -> Batcher:
-    """Whole sample requests merged into one sampling run (see prior.py); named "sample" in the metrics."""
-    names = [*SAMPLE_INPUTS, *(["labels"] if model.manifest.prior.conditional else [])]
-
-    def run(feeds: Feeds, should_stop: StopFn) -> list[np.ndarray]:
-        return [draw_codes(model, feeds, should_stop)]
-
-    return batcher(model, "sample", run, dict.fromkeys(names, 0), [0], settings)
+def signature(folder: Path) -> tuple:
+    """What changes when a package's files do (names, sizes, modification times): when to retry a failed one."""
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()))
 
 
 @dataclass
@@ -239,35 +48,100 @@ class Registry:
     models: dict[str, dict[int, LoadedModel]] = field(default_factory=dict)  # id -> version -> model
     unavailable: list[UnavailableModel] = field(default_factory=list)
     providers: list[str] = field(default_factory=list)
+    failed_signatures: dict[Path, tuple] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one change of the repository at a time
 
     def load(self) -> None:
+        """Start: every package under MODELS_DIR (in every control mode)."""
         self.providers = choose_providers(self.settings.PROVIDERS)
         preload_cuda(self.providers)
-        root = self.settings.MODELS_DIR
-        if not root.is_dir():
-            log.warning("models folder %s does not exist; serving no models", root)
-            return
-        for model_folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for folder in sorted(p for p in model_folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                self._load_one(folder)
+        if not self.settings.MODELS_DIR.is_dir():
+            log.warning("models folder %s does not exist; serving no models", self.settings.MODELS_DIR)
+        self.sync()
 
-    def _load_one(self, folder: Path) -> None:
-        model_id, version = (
-            folder.parent.name,
-            int(folder.name) if folder.name.isascii() and folder.name.isdigit() else None,
-        )
+    def sync(self) -> None:
+        """Makes the served models what MODELS_DIR holds (start, and each poll)."""
+        on_disk = {folder.name for folder in visible_folders(self.settings.MODELS_DIR)}
+        for model_id in sorted(on_disk | set(self.models) | {u.id for u in self.unavailable}):
+            self.sync_model(model_id)
+
+    def sync_model(self, model_id: str) -> None:
+        """Loads the model's new or changed versions, unloads the ones gone from disk."""
+        with self.lock:
+            folders = visible_folders(self.settings.MODELS_DIR / model_id)
+            present = {numbered(folder): folder for folder in folders}
+            for version in set(self.models.get(model_id, {})) - set(present):
+                self.drop(model_id, version)
+            self.unavailable = [u for u in self.unavailable if u.id != model_id or u.folder in folders]
+            for version, folder in present.items():
+                if version in self.models.get(model_id, {}) or self.failed_signatures.get(folder) == signature(folder):
+                    continue
+                self.load_folder(model_id, version, folder)
+
+    def load_folder(self, model_id: str, version: int | None, folder: Path) -> None:
+        self.unavailable = [u for u in self.unavailable if u.folder != folder]
         try:
             if version is None:
                 raise ValueError(f"{folder.name!r} is not a numeric version folder")
-            model = open_package(folder, self.settings, self.providers)
+            model = open_package(folder, self.settings, self.providers)  # verified and warmed up before it serves
         except Exception as error:  # whatever is wrong with one package must not stop the others
             reason = " ".join(str(error).split())[:300] or type(error).__name__
             log.error("model %s version %s unavailable: %s", model_id, version, reason)
             self.unavailable.append(UnavailableModel(model_id, version, folder, reason))
+            self.failed_signatures[folder] = signature(folder)
             return
+        self.failed_signatures.pop(folder, None)
         log.info("loaded %s version %d on %s", model.id, model.version, model.provider)
         MODEL_INFO.labels(model.id, str(model.version), model.provider).set(1)
-        self.models.setdefault(model.id, {})[model.version] = model
+        self.models[model.id] = {**self.models.get(model.id, {}), model.version: model}  # one swap: readers see either
+
+    def drop(self, model_id: str, version: int) -> None:
+        versions = dict(self.models.get(model_id, {}))
+        model = versions.pop(version)
+        if versions:
+            self.models[model_id] = versions
+        else:
+            self.models.pop(model_id, None)
+        MODEL_INFO.remove(model.id, str(model.version), model.provider)
+        log.info("unloaded %s version %d", model_id, version)
+        # New requests get 404 now. The ones already holding the model go on through its batchers (a sample's
+        # decoding comes after its sampling), so those close only after the longest a request should take.
+        retire = threading.Timer(RETIRE_SECONDS, model.close)
+        retire.daemon = True
+        retire.start()
+
+    def require_explicit(self, action: str) -> None:
+        if self.settings.MODEL_CONTROL != "explicit":
+            raise BadRequestError(f"{action} needs MODEL_CONTROL=explicit; it is {self.settings.MODEL_CONTROL}")
+
+    def load_model(self, model_id: str) -> None:
+        """The repository API's load: (re)reads the model's folder; a version that fails leaves the others serving."""
+        self.require_explicit("loading a model")
+        if not (self.settings.MODELS_DIR / model_id).is_dir():
+            raise NotFoundError(f"no model {model_id!r} in the repository")
+        self.sync_model(model_id)
+        if model_id not in self.models:
+            raise ModelUnavailableError(f"model {model_id!r} has no version that loads: {self.reasons(model_id)}")
+
+    def unload_model(self, model_id: str) -> None:
+        self.require_explicit("unloading a model")
+        with self.lock:
+            if model_id not in self.models:
+                raise NotFoundError(f"model {model_id!r} is not loaded")
+            for version in list(self.models[model_id]):
+                self.drop(model_id, version)
+
+    def reasons(self, model_id: str) -> str:
+        return "; ".join(f"version {u.version}: {u.reason}" for u in self.unavailable if u.id == model_id)
+
+    def index(self) -> list[dict]:
+        """Every version on record: READY, or UNAVAILABLE with the reason."""
+        ready = [{"name": m.id, "version": str(m.version), "state": "READY", "reason": ""} for m in self.all_models()]
+        failed = [
+            {"name": u.id, "version": str(u.version or ""), "state": "UNAVAILABLE", "reason": u.reason}
+            for u in self.unavailable
+        ]
+        return sorted(ready + failed, key=lambda entry: (entry["name"], entry["version"]))
 
     def get(self, model_id: str, version: int | None = None) -> LoadedModel:
         """The named version, or the newest; NotFoundError or ModelUnavailableError otherwise."""
@@ -285,7 +159,7 @@ class Registry:
         raise NotFoundError(f"no model {model_id!r}")
 
     def all_models(self) -> list[LoadedModel]:
-        return [model for versions in self.models.values() for model in versions.values()]
+        return [model for versions in list(self.models.values()) for model in versions.values()]
 
     def close(self) -> None:
         for model in self.all_models():

@@ -3,6 +3,7 @@
 Nothing here reads a dataset: a fresh clone has none.
 """
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from training.prior import PriorOptions, train_prior
 from training.run import RunOptions
 from training.vae import VAEOptions, train_vae
 from training.vqvae import train_vqvae
+
+# Tests start many servers, in-process and as processes: none of them opens the gRPC port unless a test asks.
+os.environ.setdefault("GRPC_PORT", "0")
 
 DATA = "synthetic:240"
 TINY_VQVAE = VQVAEConfig(hidden=16, residual_hidden=8, residual_blocks=1, num_codes=16, code_dim=4)

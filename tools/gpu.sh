@@ -20,6 +20,10 @@
 #   prior    a wider PixelCNN prior on the carried VQ-VAE's codes, guided by the carried prior (guided_codes.py),
 #            evaluated there (Inception Score and all)
 #   vae      the ResNet VAE, evaluated there (NLL with k = 5000)
+#   cifar    CIFAR-10 at a larger size than the CPU allows: a VQ-VAE of 256 channels with 4 residual blocks and
+#            K = 1024 (8x8 codes), evaluated there; needs gpu/cifar10.npz, which is larger than one call carries:
+#            cut it with `split -b 60M data/cifar10.npz gpu/cifar10.npz.part-` and carry the parts over back-to-back
+#            calls (`cat gpu/cifar10.npz.part-* > gpu/cifar10.npz` on the machine; it keeps files about 30 s)
 # Everything printed goes to $OUT/log.txt; trained weights come back as parts of at most 15 MiB (training/shards.py),
 # at most 8 files in all.
 set -u
@@ -35,6 +39,8 @@ PRIOR_EPOCHS=${PRIOR_EPOCHS:-40}
 PRIOR_MINUTES=${PRIOR_MINUTES:-5}
 VAE_EPOCHS=${VAE_EPOCHS:-200}
 VAE_MINUTES=${VAE_MINUTES:-4}
+CIFAR_EPOCHS=${CIFAR_EPOCHS:-60}
+CIFAR_MINUTES=${CIFAR_MINUTES:-5}
 EVALUATE_MINUTES=${EVALUATE_MINUTES:-2}
 RUNS=${RUNS:-/tmp/gpu-runs}
 mkdir -p "$OUT" "$RUNS"
@@ -66,7 +72,8 @@ for stage in $STAGES; do
       [ -f "$RUNS/prior-gpu/best.pt" ] || { echo "no prior checkpoint: not one epoch finished"; continue; }
       cat "$RUNS/prior-gpu/metrics.jsonl"
       limited "$EVALUATE_MINUTES" python3 -m training evaluate --data gpu/mnist.npz --vqvae gpu/vqvae.pt \
-        --prior "$RUNS/prior-gpu/best.pt" --device "$DEVICE" --out "$OUT/prior-evaluation.json"
+        --prior "$RUNS/prior-gpu/best.pt" --classifier training/weights/mnist-classifier.pt --device "$DEVICE" \
+        --out "$OUT/prior-evaluation.json"
       python3 -m tools.shards split "$RUNS/prior-gpu/best.pt" "$OUT/prior-gpu" --half
       ;;
     vae)
@@ -78,6 +85,17 @@ for stage in $STAGES; do
       limited "$EVALUATE_MINUTES" python3 -m training evaluate --vae "$RUNS/vae-gpu/best.pt" --data gpu/mnist.npz \
         --device "$DEVICE" --out "$OUT/vae-evaluation.json"
       python3 -m tools.shards split "$RUNS/vae-gpu/best.pt" "$OUT/vae-gpu"
+      ;;
+    cifar)
+      [ -f gpu/cifar10.npz ] || cat gpu/cifar10.npz.part-* > gpu/cifar10.npz 2>/dev/null \
+        || { echo "no gpu/cifar10.npz (nor its parts): skipped"; continue; }
+      say "CIFAR-10 VQ-VAE: 256 channels, 4 residual blocks, K = 1024, $CIFAR_EPOCHS epochs, at most $CIFAR_MINUTES min"
+      limited "$CIFAR_MINUTES" python3 -m training vqvae --data gpu/cifar10.npz --out "$RUNS/cifar-gpu" \
+        --device "$DEVICE" --hidden 256 --residual-hidden 128 --residual-blocks 4 --num-codes 1024 --code-dim 64 \
+        --epochs "$CIFAR_EPOCHS" --batch-size 256 --lr 2e-3 --warmup-steps 500 --bf16
+      [ -f "$RUNS/cifar-gpu/best.pt" ] || { echo "no CIFAR checkpoint: not one epoch finished"; continue; }
+      cat "$RUNS/cifar-gpu/metrics.jsonl"
+      python3 -m tools.shards split "$RUNS/cifar-gpu/best.pt" "$OUT/cifar-gpu"
       ;;
     *) echo "unknown stage $stage" ;;
   esac

@@ -20,14 +20,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 60, headers: dict | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = process.stdout.read() if process.stdout else ""
             raise RuntimeError(f"server exited with {process.returncode}: {output}")
         try:
-            if httpx.get(url + "/health/ready", timeout=1).status_code == 200:
+            if httpx.get(url + "/health/ready", timeout=1, headers=headers).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -36,11 +36,12 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 60) -
 
 
 def start(argv: list[str], env: dict[str, str], url: str, capture: bool = True, cwd: Path = ROOT) -> subprocess.Popen:
-    """Starts argv in cwd (the repository root unless told) and waits until url answers /health/ready."""
+    """Starts argv in cwd (the repository root unless told) and waits until url answers /health/ready (with the
+    API key when the environment sets one)."""
     output = subprocess.PIPE if capture else subprocess.DEVNULL
     process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_until_ready(url, process)
+        wait_until_ready(url, process, headers={"x-api-key": env["API_KEY"]} if env.get("API_KEY") else None)
     except BaseException:
         process.kill()
         process.wait()

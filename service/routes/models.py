@@ -22,7 +22,8 @@ from contract.errors import InvalidInputError
 from contract.images import Resize
 from service import inference, latent_paths
 from service.deps import RegistryDep
-from service.registry import LoadedModel, Registry
+from service.package import LoadedModel
+from service.registry import Registry
 from service.routes.payloads import (
     as_array,
     base64_image,

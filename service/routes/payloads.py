@@ -16,7 +16,7 @@ from contract.errors import InvalidInputError, UnsupportedMediaTypeError
 from contract.images import DecodedImage, Resize, decode_image, png_bytes, tile
 from service.config import Settings
 from service.multipart import form_files
-from service.registry import LoadedModel
+from service.package import LoadedModel
 from service.schemas import ImageFormat, ImagesIn, ModelQuery
 
 QueryModel = TypeVar("QueryModel", bound=ModelQuery)

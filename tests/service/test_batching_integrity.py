@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.registry import LoadedModel
+from service.package import LoadedModel
 from tests.conftest import TinyPipeline
 from tests.service.conftest import make_client
 

@@ -11,7 +11,8 @@ from contract.errors import InvalidInputError
 from contract.sampling import sample_codes, sample_codes_cached
 from service import inference, latent_paths, prior
 from service.config import Settings
-from service.registry import LoadedModel, Registry
+from service.package import LoadedModel
+from service.registry import Registry
 from tests.conftest import TinyPipeline
 
 

@@ -9,7 +9,8 @@ import pytest
 from contract.errors import ModelUnavailableError, NotFoundError
 from contract.manifest import sha256_file
 from service.config import Settings
-from service.registry import Registry, batch_delay, session_options
+from service.package import batch_delay, session_options
+from service.registry import Registry
 from tests.conftest import TinyPipeline
 
 

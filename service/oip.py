@@ -1,0 +1,145 @@
+"""The Open Inference Protocol's data plane, whatever carries it: HTTP/REST (routes/v2.py) and gRPC (grpc.py) are
+thin fronts over these functions. A graph is named `<model id>.<graph>`, e.g. `mnist-vqvae.encoder`.
+
+A request is validated whole before it may join a batch (batching.batch_rows says why): its inputs are exactly the
+graph's, each of the graph's dtype and shape, all with one batch size, finite, codes and labels in range.
+"""
+
+import math
+
+import numpy as np
+import onnxruntime as ort
+
+from contract.errors import InvalidInputError, NotFoundError
+from contract.manifest import TensorSpec
+from service import inference
+from service.batching import batch_rows
+from service.package import LoadedModel
+from service.registry import Registry
+
+DATATYPES = {"float32": "FP32", "int64": "INT64"}
+NUMPY_TYPES = {"FP32": np.float32, "INT64": np.int64}
+
+
+def resolve(registry: Registry, name: str, version: str | None) -> tuple[LoadedModel, str]:
+    """The model and graph that `name` (and `version`, digits or empty for the newest) name."""
+    model_id, _, graph = name.rpartition(".")
+    if version is not None and not (version.isascii() and version.isdigit()):
+        raise NotFoundError(f"version {version!r} is not a number")
+    model = registry.get(model_id, int(version) if version else None) if model_id else None
+    if model is None or graph not in model.manifest.graphs:
+        raise NotFoundError(f"no graph {name!r}; graphs are named <model>.<graph>, e.g. mnist-vqvae.encoder")
+    return model, graph
+
+
+def tensor_metadata(spec: TensorSpec) -> dict:
+    return {"name": spec.name, "datatype": DATATYPES[spec.dtype], "shape": spec.shape}
+
+
+def graph_metadata(registry: Registry, name: str, version: str | None) -> dict:
+    """Inputs and outputs of one graph: name, datatype, shape (-1 = any batch size)."""
+    model, graph = resolve(registry, name, version)
+    spec = model.manifest.graphs[graph]
+    return {
+        "name": name,
+        "versions": [str(v) for v in sorted(registry.models[model.id])],
+        "platform": "onnxruntime_onnx",
+        "inputs": [tensor_metadata(t) for t in spec.inputs],
+        "outputs": [tensor_metadata(t) for t in spec.outputs],
+    }
+
+
+INT64_MAX = np.iinfo(np.int64).max
+
+
+def json_array(data: list, datatype: str, name: str) -> np.ndarray:
+    """JSON numbers -> an array of the datatype, refusing what a cast would silently change: an INT64 input takes
+    integers only (1.5 is not truncated), a number out of the type's range is an error, booleans are not numbers."""
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInputError(f"input {name}: data must be a flat or nested list of numbers") from None
+    kinds = "iu" if datatype == "INT64" else "iuf"
+    if array.dtype.kind not in kinds:  # bool, str, or object (mixed, or integers beyond 64 bits)
+        wanted = "integers" if datatype == "INT64" else "numbers"
+        raise InvalidInputError(f"input {name}: {datatype} data must be JSON {wanted} within the type's range")
+    if array.dtype.kind == "u" and array.size and array.max() > INT64_MAX:
+        raise InvalidInputError(f"input {name}: INT64 data must lie within [-2^63, 2^63)")
+    with np.errstate(over="ignore"):  # a float beyond float32's range becomes inf, which check_values refuses
+        return array.astype(NUMPY_TYPES[datatype])
+
+
+def raw_array(data: bytes | memoryview, datatype: str, name: str) -> np.ndarray:
+    """Little-endian bytes (the binary extension, gRPC's raw contents) -> a flat array of the datatype."""
+    itemsize = np.dtype(NUMPY_TYPES[datatype]).itemsize
+    if len(data) % itemsize:
+        raise InvalidInputError(f"input {name}: {len(data)} bytes are not a whole number of {datatype}")
+    return np.frombuffer(data, dtype=NUMPY_TYPES[datatype])
+
+
+def check_datatype(spec: TensorSpec, datatype: str) -> None:
+    if datatype != DATATYPES[spec.dtype]:
+        raise InvalidInputError(f"input {spec.name} takes {DATATYPES[spec.dtype]}, got {datatype}")
+
+
+def shaped(array: np.ndarray, shape: list[int], spec: TensorSpec) -> np.ndarray:
+    """The flat (or nested) values in `shape`, which must be the graph's (-1: any)."""
+    if any(d < 0 for d in shape):
+        raise InvalidInputError(f"input {spec.name}: shape {shape} has a negative dimension")
+    if array.size != math.prod(shape):
+        raise InvalidInputError(f"input {spec.name}: {array.size} values do not fill shape {list(shape)}")
+    array = array.reshape(shape)
+    expected = spec.shape
+    if array.ndim != len(expected) or any(e not in (-1, g) for e, g in zip(expected, array.shape, strict=True)):
+        raise InvalidInputError(f"input {spec.name} takes shape {expected} (-1: any); got {list(array.shape)}")
+    return array
+
+
+def gather_feeds(model: LoadedModel, graph: str, tensors: list[tuple[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """(name, array) pairs -> the graph's feeds: exactly its inputs, each once."""
+    specs = {t.name for t in model.manifest.graphs[graph].inputs}
+    feeds: dict[str, np.ndarray] = {}
+    for name, array in tensors:
+        if name not in specs:
+            raise InvalidInputError(f"unknown input {name!r}; the graph takes {sorted(specs)}")
+        if name in feeds:
+            raise InvalidInputError(f"input {name!r} is given twice")
+        feeds[name] = array
+    if missing := specs - set(feeds):
+        raise InvalidInputError(f"missing inputs {sorted(missing)}")
+    return feeds
+
+
+def check_values(model: LoadedModel, specs: dict[str, TensorSpec], feeds: dict[str, np.ndarray], max_rows: int) -> None:
+    """What the graphs cannot check themselves: one batch size for every input, finite floats, codes and labels
+    in range. All of it before the request may join a batch (batching.batch_rows says why)."""
+    rows = batch_rows(feeds, {name: spec.shape.index(-1) for name, spec in specs.items()})
+    if rows == 0 or rows > max_rows:
+        raise InvalidInputError(f"batch size must be 1..{max_rows}; got {rows}")
+    for name, array in feeds.items():
+        if array.dtype == np.float32 and not np.isfinite(array).all():
+            raise InvalidInputError(f"input {name} holds NaN or Inf (or a number beyond float32's range)")
+    codes = model.manifest.num_codes or 0
+    bounds = {
+        "codes": codes,
+        "codes_above": codes + 1,  # the cached-sampling steps read the code K as "outside the grid"
+        "codes_left": codes + 1,
+        "labels": inference.label_classes(model) + (inference.no_label(model) is not None),
+    }
+    for name, bound in bounds.items():
+        if name in feeds and bound and (feeds[name].min() < 0 or feeds[name].max() >= bound):
+            raise InvalidInputError(f"input {name} must lie in [0, {bound})")
+
+
+def run_graph(model: LoadedModel, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    try:
+        return model.run(graph, feeds)
+    except (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ort.capi.onnxruntime_pybind11_state.Fail) as error:
+        raise InvalidInputError(f"onnxruntime rejected the inputs: {error}") from None
+
+
+def infer(model: LoadedModel, graph: str, feeds: dict[str, np.ndarray], max_rows: int) -> dict[str, np.ndarray]:
+    """Checks the whole request, runs it (merged with concurrent ones), returns every output by name."""
+    check_values(model, {t.name: t for t in model.manifest.graphs[graph].inputs}, feeds, max_rows)
+    outputs = run_graph(model, graph, feeds)
+    return dict(zip([t.name for t in model.manifest.graphs[graph].outputs], outputs, strict=True))

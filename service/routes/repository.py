@@ -1,0 +1,30 @@
+"""Triton's model repository extension over HTTP: the index, and loading and unloading models by name without a
+restart (MODEL_CONTROL=explicit; registry.py). Like every route but liveness, these need the API key when one is
+set; they change what the service serves, so keep them off the internet."""
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import RegistryDep
+
+router = APIRouter(prefix="/v2/repository", tags=["kserve-v2"])
+
+
+@router.post("/index")
+def index(registry: RegistryDep) -> list[dict]:
+    """Every version on record: name, version, state (READY or UNAVAILABLE) and the reason."""
+    return registry.index()
+
+
+@router.post("/models/{name}/load")
+async def load(name: str, registry: RegistryDep) -> dict:
+    """(Re)reads the model's folder: new versions are verified and warmed up before they serve."""
+    await run_in_threadpool(registry.load_model, name)
+    return {}
+
+
+@router.post("/models/{name}/unload")
+async def unload(name: str, registry: RegistryDep) -> dict:
+    """New requests for the model get 404; the ones already running finish."""
+    await run_in_threadpool(registry.unload_model, name)
+    return {}
