@@ -90,7 +90,7 @@ ENV MODELS_DIR=/app/exported_models \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 10001
-EXPOSE 8000
+EXPOSE 8000 8001
 # Ready = every model loaded and warmed up. Python, since slim images have no curl; the API key is sent when set,
 # because only liveness is open without it. urlopen raises (exit 1) on a 503, a refused connection or the timeout.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
