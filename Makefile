@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint bench
+.PHONY: serve test lint bench bench-peers
 
 # The serving install carries no torch (the service and its client); the full one adds training and test tools.
 $(BIN)/.serve-installed: pyproject.toml
@@ -32,3 +32,7 @@ test: lint
 bench: $(BIN)/.all-installed
 	$(BIN)/python -m bench.sampling
 	$(BIN)/python -m bench.serving
+
+# The service against MLServer, LitServe and BentoML in one run (each in its own .peers/ virtual environment).
+bench-peers: $(BIN)/.all-installed
+	$(BIN)/python -m bench.peers

@@ -85,7 +85,7 @@ def requests_for(url: str, model: str, grid: tuple[int, int], conditional: bool)
 async def answer(reader: asyncio.StreamReader) -> int:
     """Reads one response (the service always sends content-length); returns its status."""
     head = await reader.readuntil(b"\r\n\r\n")
-    await reader.readexactly(int(re.search(rb"content-length: *(\d+)", head, re.IGNORECASE).group(1)))
+    await reader.readexactly(int(re.search(rb"\ncontent-length: *(\d+)", head, re.IGNORECASE).group(1)))
     return int(head[9:12])
 
 

@@ -131,15 +131,15 @@ def check_values(model: LoadedModel, specs: dict[str, TensorSpec], feeds: dict[s
             raise InvalidInputError(f"input {name} must lie in [0, {bound})")
 
 
-def run_graph(model: LoadedModel, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    try:
-        return model.run(graph, feeds)
-    except (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ort.capi.onnxruntime_pybind11_state.Fail) as error:
-        raise InvalidInputError(f"onnxruntime rejected the inputs: {error}") from None
+ORT_REFUSALS = (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ort.capi.onnxruntime_pybind11_state.Fail)
 
 
-def infer(model: LoadedModel, graph: str, feeds: dict[str, np.ndarray], max_rows: int) -> dict[str, np.ndarray]:
-    """Checks the whole request, runs it (merged with concurrent ones), returns every output by name."""
+async def infer(model: LoadedModel, graph: str, feeds: dict[str, np.ndarray], max_rows: int) -> dict[str, np.ndarray]:
+    """Checks the whole request, then awaits its rows in the event loop (merged with concurrent requests, from
+    HTTP and gRPC alike, as the hot v1 routes do: no worker-thread hop); every output by name."""
     check_values(model, {t.name: t for t in model.manifest.graphs[graph].inputs}, feeds, max_rows)
-    outputs = run_graph(model, graph, feeds)
+    try:
+        outputs = await model.run_async(graph, feeds)
+    except ORT_REFUSALS as error:
+        raise InvalidInputError(f"onnxruntime rejected the inputs: {error}") from None
     return dict(zip([t.name for t in model.manifest.graphs[graph].outputs], outputs, strict=True))

@@ -120,7 +120,7 @@ class InferenceService(rpc.GRPCInferenceServiceServicer):
                 array = np.asarray(values, dtype=oip.NUMPY_TYPES[tensor.datatype])
             tensors.append((tensor.name, oip.shaped(array, list(tensor.shape), spec)))
         feeds = oip.gather_feeds(model, graph, tensors)
-        outputs = await asyncio.to_thread(oip.infer, model, graph, feeds, self.settings.MAX_IMAGES)
+        outputs = await oip.infer(model, graph, feeds, self.settings.MAX_IMAGES)
         wanted = [o.name for o in request.outputs] or list(outputs)
         if unknown := set(wanted) - set(outputs):
             raise oip.InvalidInputError(f"unknown outputs {sorted(unknown)}; the graph has {list(outputs)}")

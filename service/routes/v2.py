@@ -5,7 +5,6 @@ tritonclient uses it by default."""
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from contract.errors import InvalidInputError
 from service import oip
@@ -118,5 +117,5 @@ async def infer(
         array, offset = input_array(tensor, specs[tensor.name], binary, offset)
         tensors.append((tensor.name, array))
     feeds = oip.gather_feeds(model, graph, tensors)
-    outputs = await run_in_threadpool(oip.infer, model, graph, feeds, settings.MAX_IMAGES)
+    outputs = await oip.infer(model, graph, feeds, settings.MAX_IMAGES)
     return infer_response(name, model, parsed, list(outputs), list(outputs.values()))
