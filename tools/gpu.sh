@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One prepared run on a lent GPU machine: the `device` tool gives a session 15 minutes of device time in all,
-# start-up included, and 10 minutes per command. Its python3 has torch with CUDA, tqdm, numpy and Pillow, but
-# no pydantic or FastAPI: every `python -m training` command but export runs there.
+# One prepared run on a remote GPU machine reached by a tool that runs one command on a copy of the checkout, with
+# limits: about 15 minutes of GPU time in all, 10 per command, 64 MiB sent and 8 files of 16 MiB back per command.
+# Its python3 has torch with CUDA, tqdm, numpy and Pillow, but no pydantic or FastAPI: every `python -m training`
+# command but export runs there.
 #
 # Before the call, here (gpu/ is ignored: add the line /gpu/ to .git/info/exclude):
 #   mkdir -p gpu && cp data/mnist.npz gpu/
@@ -9,9 +10,9 @@
 # The call sends the checkout's tracked files and the carried ones, 64 MiB at most, and the bundled packages
 # alone are more (mnist-vqvae is 79 MB); none is needed there, so call from a throwaway branch without them:
 #   git switch -c gpu-call && git rm -rq exported_models && git commit -qm "gpu call: no packages"
-#   run(command="bash tools/gpu.sh", carry=["gpu"], timeout_s=600)
+#   then run `bash tools/gpu.sh` there, carrying gpu/, with a 600 s limit
 #   git switch main && git branch -D gpu-call
-# After it, with the files under the reply's files_at (FILES):
+# After it, with the files it brought back under FILES:
 #   python -m tools.shards join FILES/prior-gpu runs/prior-gpu/best.pt   # then export here, on the CPU
 #
 # Stages, in order (STAGES, default "sampler prior"), each under its own time limit so that one running long

@@ -1,4 +1,4 @@
-"""Checkpoints cut into files small enough to travel: the device tool brings back files of at most 16 MiB.
+"""Checkpoints cut into files small enough to travel: a remote machine's runner may bring back files of at most 16 MiB.
 
 `split` keeps what evaluate and export read (kind, config, weights, epoch, time, data, options), drops the
 optimizer's and the random generators' state (resuming needs them; they are most of a checkpoint), can halve the

@@ -8,7 +8,7 @@ prior for the bundled autoencoder, `--prior` (or `--init`) with the same folder 
 bundled prior. Only inference state comes back: training-only settings (beta, EMA decay, restart threshold,
 dropout) take their defaults, and a run's optimizer state is gone.
 
-A lent GPU machine's Python lacks pydantic (and maybe onnx), so those are imported only when a package is read;
+A GPU machine whose Python lacks pydantic (and maybe onnx), so those are imported only when a package is read;
 there, carry the checkpoints this module's command writes:
     python -m training.export.readback exported_models/mnist-vqvae/5 gpu/vqvae.pt --prior gpu/prior.pt
 """
