@@ -11,8 +11,9 @@ import torch
 from training.checkpoint import load_checkpoint, load_model, upgrade_config
 from training.data import DataOptions, ImageSet, image_shape, load_splits
 from training.metrics.reconstruction import encode_codes, gaussian_bits, prior_nll, reconstruction_metrics
-from training.metrics.samples import predict_probabilities, sample_quality
+from training.metrics.samples import label_accuracy, predict_probabilities, sample_quality
 from training.metrics.vae import (
+    analogies,
     bits_per_dimension,
     fixed_evaluation_set,
     importance_sampled_nll,
@@ -33,6 +34,7 @@ class EvaluateOptions(DataOptions):
     # without one the sample score is skipped, and the report says so.
     classifier: str = ""
     samples: int = 1000  # prior samples scored by the classifier
+    analogies: int = 100  # test images a class-conditional VAE draws as every class, scored by the classifier
     vae: str = ""  # evaluate this VAE checkpoint instead of a VQ-VAE and its prior
     importance_samples: int = 5000  # k for the VAE's importance-sampled NLL
     temperature: float = 1.0
@@ -50,6 +52,15 @@ SCORE_METHOD = (
     "sample quality: Inception Score (Salimans et al. 2016, one split) of {n} {conditioning} prior samples at "
     "temperature {t}, computed with {classifier} (test accuracy {acc:.4f}) in place of Inception; "
     "confident_fraction = share of samples the classifier assigns a class with probability >= 0.9"
+)
+LABEL_METHOD = (
+    "; label_accuracy = share of the class-conditional samples the classifier assigns to their label; "
+    "unconditional_*: the same figures for {n} samples drawn without a label (seed {seed})"
+)
+ANALOGY_METHOD = (
+    "; analogy_accuracy: the posterior means of the first {n} test images (grey levels, as a client sends them), "
+    "each decoded as every class, and the share of those {images} images that {classifier} (test accuracy "
+    "{acc:.4f}) assigns to the requested class"
 )
 
 
@@ -96,18 +107,19 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
         return write_report(report, options.out)
     classifier: Classifier = load_model(options.classifier, "classifier", device)
 
-    generator = torch.Generator().manual_seed(options.seed)
     labels = (
         torch.arange(options.samples, device=device) % prior.config.num_classes if prior.config.num_classes else None
     )
-    codes = torch.cat(
-        [
-            prior.sample(len(chunk), options.temperature, None if labels is None else labels[chunk], generator)
-            for chunk in torch.arange(options.samples).split(250)
-        ]
-    )
-    samples = torch.cat([vqvae.decode_codes(chunk) for chunk in codes.split(500)])
-    metrics.update(sample_quality(predict_probabilities(classifier, samples).numpy()))
+    probabilities = predict_probabilities(classifier, prior_samples(vqvae, prior, options, labels)).numpy()
+    metrics.update(sample_quality(probabilities))
+    if labels is not None:
+        metrics["label_accuracy"] = label_accuracy(probabilities, labels.cpu().numpy())
+    if prior.config.no_label is not None:  # labels are optional: how good the samples drawn without one are
+        unlabelled = torch.full((options.samples,), prior.config.no_label, device=device)
+        unconditional = sample_quality(
+            predict_probabilities(classifier, prior_samples(vqvae, prior, options, unlabelled)).numpy()
+        )
+        metrics.update({f"unconditional_{name}": value for name, value in unconditional.items()})
     real = sample_quality(predict_probabilities(classifier, test.images).numpy())
     report["reference"] = {
         "real_test_inception_score": real["inception_score"],
@@ -122,8 +134,23 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
         classifier=options.classifier,
         acc=classifier_state["test_accuracy"],
     )
+    if labels is not None:
+        score += LABEL_METHOD.format(n=options.samples, seed=options.seed) if prior.config.no_label is not None else ""
     report["method"] = EVALUATION_METHOD.format(images=len(test), split=splits.split, score=score)
     return write_report(report, options.out)
+
+
+def prior_samples(vqvae: VQVAE, prior: PixelCNN, options: EvaluateOptions, labels: torch.Tensor | None) -> torch.Tensor:
+    """`options.samples` decoded prior samples (as class `labels` where given), from one generator seeded
+    `options.seed`, so that two priors are compared on the same seeds."""
+    generator = torch.Generator().manual_seed(options.seed)
+    codes = torch.cat(
+        [
+            prior.sample(len(chunk), options.temperature, None if labels is None else labels[chunk], generator)
+            for chunk in torch.arange(options.samples).split(250)
+        ]
+    )
+    return torch.cat([vqvae.decode_codes(chunk) for chunk in codes.split(500)])
 
 
 def write_report(report: dict, out: str) -> dict:
@@ -161,6 +188,25 @@ def evaluate_vae(options: EvaluateOptions) -> dict:
         "vae": options.vae,
         "data": splits.name,
     }
-    Path(options.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(options.out).write_text(json.dumps(report, indent=2))
-    return report
+    if model.config.num_classes:
+        score_analogies(model, splits.test, options, report, device)
+    return write_report(report, options.out)
+
+
+def score_analogies(model: VAE, test: ImageSet, options: EvaluateOptions, report: dict, device: torch.device) -> None:
+    """A class-conditional VAE's analogies, scored by the classifier, into `report` (or the reason they were not)."""
+    state = load_checkpoint(options.classifier) if options.classifier else None
+    skipped = classifier_mismatch(options, state, model.config.image_shape, model.config.num_classes)
+    if skipped:
+        report["analogy_score"] = f"skipped: {skipped}"
+        return
+    classifier: Classifier = load_model(options.classifier, "classifier", device)
+    images, labels = analogies(model, test.images[: options.analogies], device)
+    probabilities = predict_probabilities(classifier, images).numpy()
+    report["metrics"]["analogy_accuracy"] = label_accuracy(probabilities, labels.numpy())
+    report["method"] += ANALOGY_METHOD.format(
+        n=min(options.analogies, len(test)),
+        images=len(images),
+        classifier=options.classifier,
+        acc=state["test_accuracy"],
+    )

@@ -67,6 +67,14 @@ def replicas(project: str) -> list[str]:
     return listed.stdout.split()
 
 
+def balancer_errors(project: str) -> list[str]:
+    """HAProxy's log lines for requests not answered 200: their termination state says which side gave up."""
+    listed = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+                    "--filter", "label=com.docker.compose.service=lb")  # fmt: skip
+    logs = docker("logs", *listed.stdout.split(), check=False)
+    return [line for line in (logs.stdout + logs.stderr).splitlines() if '"POST' in line and " 200 " not in line]
+
+
 def wait_ready_inside(container: str, timeout: float = 120) -> None:
     probe = "import urllib.request as r; r.urlopen('http://127.0.0.1:8000/health/ready', timeout=2)"
     deadline = time.monotonic() + timeout
@@ -116,7 +124,7 @@ def test_the_balancer_spreads_load_survives_a_replica_s_death_and_a_rolling_rest
         time.sleep(10)
     lost = killing.failures()
     late = killing.failures(since=killed + 5)  # HAProxy has marked it down by then (error-limit 1, checks each 5 s)
-    assert len(lost) <= CLIENTS and not late, (lost, late)
+    assert len(lost) <= CLIENTS and not late, (lost, late, balancer_errors(project)[-10:])
     docker("start", victim)
     wait_ready_inside(victim)
 
@@ -125,7 +133,7 @@ def test_the_balancer_spreads_load_survives_a_replica_s_death_and_a_rolling_rest
             docker("restart", "-t", "35", container)  # SIGTERM: it drains, then starts again
             wait_ready_inside(container)
             time.sleep(6)  # the balancer's next health check sees it up again
-    assert not rolling.failures(), rolling.failures()[:5]
+    assert not rolling.failures(), (rolling.failures()[:5], balancer_errors(project)[-10:])
     print(
         f"\ncompose, 3 CPU replicas, {CLIENTS} clients: steady {len(steady.answers)} requests, 0 failed, per replica "
         f"{sorted(served.values())}; one replica killed: {len(killing.answers)} requests, {len(lost)} failed "

@@ -1,5 +1,7 @@
 """A prior trained with label dropout learns "no label" too: labels become optional when sampling."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from service import inference
 from service.config import Settings
 from service.registry import Registry
 from tests.conftest import DATA, TINY_PRIOR, TinyPipeline, run_options
+from training.evaluate import EvaluateOptions, evaluate_vqvae
 from training.export.package import ExportOptions
 from training.export.vqvae import export_vqvae
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
@@ -32,18 +35,19 @@ def test_the_loss_hides_the_share_of_labels_it_is_told_to() -> None:
 def optional_labels(tiny_pipeline: TinyPipeline, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("label-dropout")
     options = PriorOptions(vqvae=str(tiny_pipeline.vqvae), conditional=True, label_dropout=0.2)
-    prior = train_prior(run_options(root / "prior", epochs=1), options, TINY_PRIOR)
+    run = replace(run_options(root / "prior", epochs=2), lr=3e-2)  # class biases start at 0: let them move
+    prior = train_prior(run, options, TINY_PRIOR)
     package = export_vqvae(
         ExportOptions(vqvae=str(tiny_pipeline.vqvae), prior=str(prior), data=DATA, out=str(root / "models"), id="opt")
     )
     registry = Registry(Settings(MODELS_DIR=root / "models"))
     registry.load()
-    yield package, registry.get("opt")
+    yield package, registry.get("opt"), prior
     registry.close()
 
 
 def test_the_package_says_labels_are_optional_and_the_service_samples_either_way(optional_labels) -> None:
-    package, model = optional_labels
+    package, model, _ = optional_labels
     prior = read_manifest(package).prior
     assert prior.conditional and prior.num_classes == 10 and prior.labels_optional
     with_labels = inference.sample(model, 4, seed=3, labels=[7])
@@ -51,4 +55,20 @@ def test_the_package_says_labels_are_optional_and_the_service_samples_either_way
     assert with_labels["codes"].shape == without["codes"].shape == (4, 7, 7)
     with pytest.raises(Exception, match=r"\[0, 10\)"):
         inference.sample(model, 1, seed=0, labels=[10])  # "no label" is the service's to send, not a class
-    assert not np.array_equal(inference.sample(model, 4, seed=3, labels=[0])["codes"], with_labels["codes"])
+    # The class biases start at zero and a tiny prior moves them little: a high temperature lets that show.
+    as_zero, as_seven = (inference.sample(model, 4, seed=3, temperature=5.0, labels=[c])["codes"] for c in (0, 7))
+    assert not np.array_equal(as_zero, as_seven)
+
+
+def test_evaluation_scores_samples_with_their_labels_and_without_any(
+    tiny_pipeline: TinyPipeline, optional_labels, tmp_path
+) -> None:
+    prior = optional_labels[2]
+    options = EvaluateOptions(
+        data=DATA, vqvae=str(tiny_pipeline.vqvae), prior=str(prior), classifier=str(tiny_pipeline.classifier),
+        samples=20, device="cpu", out=str(tmp_path / "evaluation.json"),
+    )  # fmt: skip
+    metrics = evaluate_vqvae(options)["metrics"]
+    assert 0 <= metrics["label_accuracy"] <= 1 and 0 <= metrics["unconditional_confident_fraction"] <= 1
+    again = evaluate_vqvae(options)["metrics"]  # the same seed draws the same samples
+    assert again["unconditional_inception_score"] == metrics["unconditional_inception_score"]

@@ -6,9 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import run_options
+from tests.conftest import DATA, TinyPipeline, run_options
 from training.data import ImageSet
+from training.evaluate import EvaluateOptions, evaluate_vae
 from training.metrics.vae import (
+    analogies,
     bits_per_dimension,
     importance_sampled_log_likelihood,
     vae_statistics,
@@ -178,3 +180,24 @@ def test_statistics_count_active_units() -> None:
     images = torch.rand(64, 1, 28, 28)
     statistics = vae_statistics(model, ImageSet(images, torch.zeros(64, dtype=torch.long)), torch.device("cpu"))
     assert statistics.active_units == 1 and statistics.collapsed_dimensions == 2
+
+
+def test_analogies_draw_each_image_s_posterior_mean_as_every_class() -> None:
+    model = VAE(VAEConfig(architecture="conv", latent_dim=3, channels=4, num_classes=10)).eval()
+    images = torch.rand(2, 1, 28, 28)
+    drawn, labels = analogies(model, images, torch.device("cpu"))
+    assert drawn.shape == (20, 1, 28, 28) and labels.tolist() == list(range(10)) * 2
+    with torch.no_grad():
+        second_as_seven = model.decode(model.encode(images[1:]).mode(), torch.tensor([7]))
+    torch.testing.assert_close(drawn[17:18], second_as_seven)
+
+
+def test_evaluation_scores_a_conditional_vae_s_analogies(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
+    options = EvaluateOptions(
+        data=DATA, vae=str(tiny_pipeline.root / "cvae" / "best.pt"), classifier=str(tiny_pipeline.classifier),
+        importance_samples=4, analogies=5, device="cpu", out=str(tmp_path / "evaluation.json"),
+    )  # fmt: skip
+    report = evaluate_vae(options)
+    assert 0 <= report["metrics"]["analogy_accuracy"] <= 1 and "50 images" in report["method"]
+    options.classifier = ""
+    assert evaluate_vae(options)["analogy_score"].startswith("skipped: no classifier")

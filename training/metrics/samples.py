@@ -1,5 +1,6 @@
 """Sample quality judged by a classifier of the data's classes: the Inception Score (Salimans et al. 2016)
-with a project classifier in place of Inception, and the share of samples it is confident about."""
+with a project classifier in place of Inception, the share of samples it is confident about, and, for images
+drawn as a chosen class, the share it assigns to that class."""
 
 import numpy as np
 import torch
@@ -30,3 +31,8 @@ def sample_quality(probabilities: np.ndarray, confidence: float = 0.9) -> dict[s
         "inception_score": inception_score(probabilities),
         "confident_fraction": float((probabilities.max(1) >= confidence).mean()),
     }
+
+
+def label_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The share of images the classifier assigns to the class they were drawn as."""
+    return float((probabilities.argmax(1) == labels).mean())

@@ -5,6 +5,7 @@
 - Binarized MNIST is binarized dynamically while training and once, with a fixed seed, for evaluation.
 - Grey levels: uniform dequantization, NLL reported in bits per dimension on the 0..255 scale.
 - Posterior collapse: KL per latent dimension and active units, Cov_x(E_q[z_u | x]) > 0.01 (Burda et al.).
+- Analogies of a class-conditional decoder: each image's posterior mean decoded as every class.
 """
 
 import math
@@ -148,3 +149,14 @@ def importance_sampled_nll(
 def bits_per_dimension(nll_nats: float, dimensions: int) -> float:
     """NLL of dequantized [0, 1] data -> bits per dimension on the 0..255 scale (density / 256 per dimension)."""
     return (nll_nats + dimensions * math.log(256)) / (dimensions * math.log(2))
+
+
+@torch.no_grad()
+def analogies(model: VAE, images: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's posterior mean decoded as every class: (N x classes images, their requested labels), image by
+    image (row i holds image i drawn as class 0, 1, ...), as the service's decode draws one z with many labels."""
+    model.eval()
+    classes = model.config.num_classes
+    z = model.encode(images.to(device)).mode().repeat_interleave(classes, dim=0)
+    labels = torch.arange(classes, device=device).repeat(len(images))
+    return model.decode(z, labels).cpu(), labels.cpu()
