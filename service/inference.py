@@ -131,6 +131,8 @@ def decoder_feeds(model: LoadedModel, latents: np.ndarray, labels: list[int] | N
         if labels is not None:
             raise InvalidInputError("a VQ-VAE's decoder takes no labels (its prior may: see sample)")
         return {"z_q": latents}
+    if labels is not None and len(latents) == 1 < len(labels):  # one z drawn as many classes: an analogy
+        latents = np.repeat(latents, len(labels), axis=0)
     label_array = check_labels(model, labels, len(latents))
     return {"z": latents} | ({"labels": label_array} if label_array is not None else {})
 

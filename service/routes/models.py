@@ -136,7 +136,7 @@ async def decode(request: Request) -> Response:
     model, query = model_and_query(request, ImagesQuery)
     body: DecodeIn = await json_body(request, DecodeIn)
     given = body.codes if body.codes is not None else body.latents
-    check_count("items", len(given), request.app.state.settings.MAX_IMAGES)
+    check_count("items", max(len(given), len(body.labels or ())), request.app.state.settings.MAX_IMAGES)
     with model.expecting("decoder"):
         if body.codes is not None:
             inference.require_kind(model, "vqvae", "decoding codes")

@@ -182,6 +182,8 @@ def test_limits_are_enforced(tiny_pipeline: TinyPipeline) -> None:
             json={"start": {"codes": [[0] * 7] * 7}, "end": {"codes": [[1] * 7] * 7}, "steps": 5},
         )
         assert steps.status_code == 422 and "limit of 4" in steps.json()["error"]["message"]
+        analogy = limited.post("/v1/models/tiny-cvae/decode", json={"latents": [[0.0] * 3], "labels": [0, 1, 2]})
+        assert analogy.status_code == 422 and "limit of 2" in analogy.json()["error"]["message"]  # one z, 3 images
 
 
 def test_decode_codes_and_latents(client: TestClient, tiny_pipeline: TinyPipeline) -> None:

@@ -38,6 +38,12 @@ def test_decode_latents_and_analogies_across_classes(client: TestClient) -> None
     analogy = post(client, f"{CVAE}/decode", {"latents": style, "labels": list(range(10))}, format="array")
     images = np.array(analogy["arrays"])
     assert images.shape == (10, 1, 28, 28) and not np.allclose(images[0], images[9])
+    once = post(client, f"{CVAE}/decode", {"latents": style[:1], "labels": list(range(10))}, format="array")
+    np.testing.assert_allclose(np.array(once["arrays"]), images, atol=1e-6)  # one z with ten labels: the same
+    assert (
+        "one per item (2)"
+        in post(client, f"{CVAE}/decode", {"latents": style[:2], "labels": [1, 2, 3]}, 422)["error"]["message"]
+    )
     assert "class-conditional" in post(client, f"{CVAE}/decode", {"latents": style}, 422)["error"]["message"]
     assert (
         "not class-conditional" in post(client, f"{VAE}/decode", {"latents": z, "labels": [1]}, 422)["error"]["message"]
