@@ -1,4 +1,5 @@
-"""`latentgen` (or `python -m client`): encode a folder to a codes file, decode it back, sample, interpolate.
+"""`latentgen` (or `python -m client`): encode a folder to a codes file, decode it back, sample, interpolate,
+draw analogies.
 
 Every command talks to a running service (`--url`, default $LATENTGEN_URL or http://127.0.0.1:8000;
 `--api-key`, default $LATENTGEN_API_KEY).
@@ -118,6 +119,27 @@ def interpolate(client: Client, args: argparse.Namespace) -> None:
     print(f"{len(result.images)} steps in {args.out}", file=sys.stderr)
 
 
+def analogy(client: Client, args: argparse.Namespace) -> None:
+    """Image files -> one row each: the image, then its posterior mean drawn as every class (a VAE with a
+    class-conditional decoder: the style stays, the class changes)."""
+    info = client.model(args.model, args.version)
+    classes = info["manifest"].get("decoder_labels", 0)
+    if not classes:
+        sys.exit(f"error: {args.model} has no class-conditional decoder")
+    model, version, shape = info["model"], info["version"], info["manifest"]["image_shape"]
+    inputs = [pictures.load(path, shape) for path in args.images]
+    means = client.encode(model, inputs, version=version).mean
+    rows = [
+        pictures.tile(
+            [image, *client.decode(model, latents=[mean], labels=list(range(classes)), version=version).images],
+            classes + 1,
+        )
+        for image, mean in zip(inputs, tqdm(means, unit="image", disable=args.quiet), strict=True)
+    ]
+    pictures.scaled(pictures.stack_rows(rows), args.scale).save(args.out)
+    print(f"{len(rows)} images drawn as {classes} classes in {args.out}", file=sys.stderr)
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=os.environ.get("LATENTGEN_URL", DEFAULT_URL), help="the service")
@@ -164,6 +186,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, help="upscale by this factor (default 1 for PNG, 4 for GIF)")
     p.add_argument("--out", default="interpolation.png", help=".png for a strip, .gif for an animation")
     p.set_defaults(run=interpolate)
+
+    p = commands.add_parser("analogy", parents=[common], help=analogy.__doc__)
+    p.add_argument("images", nargs="+", help="image files, one row each")
+    p.add_argument("--model", default="mnist-cvae")
+    p.add_argument("--scale", type=int, default=1, help="upscale the grid by this factor")
+    p.add_argument("--out", default="analogy.png")
+    p.set_defaults(run=analogy)
     return main
 
 

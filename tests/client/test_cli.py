@@ -1,4 +1,5 @@
-"""`python -m client`: encode a folder (resumably), decode it back, sample a grid, interpolate to a GIF."""
+"""`python -m client`: encode a folder (resumably), decode it back, sample a grid, interpolate to a GIF, draw
+analogies."""
 
 import json
 import subprocess
@@ -87,6 +88,18 @@ def test_sample_and_interpolate_write_pictures(url: str, tmp_path) -> None:
     with Image.open(tmp_path / "s.gif") as gif:
         # there and back (Pillow merges frames that repeat, as a tiny model's steps may), 4x upscaled
         assert gif.format == "GIF" and 1 <= gif.n_frames <= 6 and gif.size == (112, 112) and gif.info["loop"] == 0
+
+
+def test_analogy_draws_each_image_as_every_class(url: str, tmp_path) -> None:
+    write_digits(tmp_path, ["a.png", "b.png"])
+    out = tmp_path / "analogy.png"
+    main(["analogy", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--url", url, "--model", "tiny-cvae",
+          "--out", str(out), "--quiet"])  # fmt: skip
+    rows = np.asarray(Image.open(out))
+    assert rows.shape == (2 * 32, 11 * 30 + 2)  # each row: the image, then it as classes 0..9
+    assert not np.array_equal(rows[2:30, 32:60], rows[2:30, 302:330])  # class 0 and class 9 differ
+    with pytest.raises(SystemExit, match="no class-conditional decoder"):
+        main(["analogy", str(tmp_path / "a.png"), "--url", url, "--model", "tiny-vae", "--out", str(out)])
 
 
 def test_errors_exit_with_the_services_message(url: str, tmp_path) -> None:
