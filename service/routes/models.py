@@ -144,7 +144,8 @@ async def decode(request: Request) -> Response:
         else:
             latents = as_array(body.latents, "latents", np.float32)
         images = await inference.decode_async(model, latents, body.labels)
-    return images_response(request, model, images, query.image_format)
+    analogy = len(given) == 1 < len(body.labels or ())  # one z as many classes: one row in a PNG grid
+    return images_response(request, model, images, query.image_format, columns=len(images) if analogy else None)
 
 
 @asynccontextmanager

@@ -24,8 +24,19 @@ function digits(model) {
   return m.image_shape[0] === 1 && /mnist|synthetic/i.test(m.training.dataset);
 }
 
+// A prior trained with label dropout draws from every class when given no label: the picker offers "any".
+function labelsOptional(model) {
+  const m = model.manifest;
+  return m.kind === "vqvae" && Boolean(m.prior && m.prior.labels_optional);
+}
+
 function labels() {
-  return conditional(state.model) ? [Number($("label").value)] : undefined;
+  const value = $("label").value;
+  return conditional(state.model) && value !== "" ? [Number(value)] : undefined;
+}
+
+function analogies(model) {
+  return model.kind === "vae" && conditional(model);
 }
 
 // Unconditional VQ-VAEs first (they need no class), then the conditional ones, then the VAEs.
@@ -39,8 +50,12 @@ function choose(id) {
   state.codes = null;
   const vq = model.kind === "vqvae";
   $("label-field").hidden = !conditional(model);
-  $("label").max = Math.max(0, classes(model) - 1);
-  $("label").value = Math.min(Number($("label").value), Math.max(0, classes(model) - 1));
+  const kept = $("label").value;
+  const choices = [...Array(classes(model)).keys()].map((c) => new Option(String(c), String(c)));
+  if (labelsOptional(model)) choices.unshift(new Option("any", ""));
+  $("label").replaceChildren(...choices);
+  if (choices.length) $("label").value = choices.some((o) => o.value === kept) ? kept : choices[0].value;
+  $("analogy-field").hidden = !analogies(model);
   $("keep").max = vq ? model.manifest.latent_shape[1] : 0;
   $("complete").disabled = !vq;
   $("codes-caption").textContent = vq ? "code grid" : "posterior mean";
@@ -141,6 +156,10 @@ async function reconstruct() {
     showGrid($("codes"), state.codes);
   } else {
     showGrid($("codes"), answer.latents.map((z) => z.slice(0, 8)), undefined, 2);
+  }
+  if (analogies(state.model)) {
+    const every = [...Array(classes(state.model)).keys()]; // one z drawn as each class: the style stays
+    showUrl("analogy", await api("decode", { latents: [answer.latents[0]], labels: every }, { png: true }));
   }
 }
 

@@ -149,6 +149,12 @@ def test_draw_reconstruct_sample_interpolate_and_complete_in_chromium(
         models.select_by_value("tiny-vqvae")  # a class-conditional prior: the page sends a label
         wait.until(lambda b: "tiny-vqvae" in b.find_element(By.ID, "status").text)
         wait.until(lambda b: b.find_element(By.ID, "sample-status").text.startswith("done"))
+        assert browser.find_element(By.ID, "analogy-field").get_attribute("hidden")
+
+        models.select_by_value("tiny-cvae")  # a class-conditional decoder: the drawing as every class
+        Select(browser.find_element(By.ID, "label")).select_by_value("2")
+        browser.find_element(By.ID, "reconstruct").click()
+        wait.until(lambda b: shown(b, "analogy") == 10 * 30 + 2)  # one row
         errors = texts(browser, ".status.error")
         assert errors == []
         loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")

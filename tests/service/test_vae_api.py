@@ -40,6 +40,10 @@ def test_decode_latents_and_analogies_across_classes(client: TestClient) -> None
     assert images.shape == (10, 1, 28, 28) and not np.allclose(images[0], images[9])
     once = post(client, f"{CVAE}/decode", {"latents": style[:1], "labels": list(range(10))}, format="array")
     np.testing.assert_allclose(np.array(once["arrays"]), images, atol=1e-6)  # one z with ten labels: the same
+    row = client.post(
+        f"{CVAE}/decode", json={"latents": style[:1], "labels": list(range(10))}, headers={"accept": "image/png"}
+    )
+    assert Image.open(io.BytesIO(row.content)).size == (10 * 30 + 2, 32)  # an analogy is one row
     assert (
         "one per item (2)"
         in post(client, f"{CVAE}/decode", {"latents": style[:2], "labels": [1, 2, 3]}, 422)["error"]["message"]
