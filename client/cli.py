@@ -91,13 +91,15 @@ def decode(client: Client, args: argparse.Namespace) -> None:
 def sample(client: Client, args: argparse.Namespace) -> None:
     """n samples from the prior -> one PNG grid (the seed is printed, so the grid can be drawn again)."""
     seed = args.seed if args.seed is not None else random.randrange(2**31)
+    # Several labels cycle over the samples: --n 100 --labels 0 1 ... 9 makes each column of the grid one class.
+    labels = args.labels and [args.labels[i % len(args.labels)] for i in range(args.n if len(args.labels) > 1 else 1)]
     grid = client.sample(
         args.model,
         n=args.n,
         seed=seed,
         temperature=args.temperature,
         top_k=args.top_k,
-        labels=args.labels,
+        labels=labels,
         version=args.version,
         grid=True,
     )

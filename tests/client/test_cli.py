@@ -79,6 +79,8 @@ def test_sample_and_interpolate_write_pictures(url: str, tmp_path) -> None:
     main(["sample", "--url", url, "--model", "tiny-uncond", "--n", "9", "--seed", "0", "--out", str(grid)])
     assert Image.open(grid).size == (3 * 30 + 2, 3 * 30 + 2)
     main(["sample", "--url", url, "--model", "tiny-vqvae", "--n", "2", "--labels", "1", "--out", str(grid)])
+    main(["sample", "--url", url, "--model", "tiny-vqvae", "--n", "4", "--labels", "1", "2", "--out", str(grid)])
+    assert Image.open(grid).size == (2 * 30 + 2, 2 * 30 + 2)  # labels 1 2 1 2: one class a column
     write_digits(tmp_path, ["a.png", "b.png"])
     a, b = str(tmp_path / "a.png"), str(tmp_path / "b.png")
     interpolate = ["interpolate", a, b, "--url", url, "--model", "tiny-uncond", "--steps", "4", "--out"]
