@@ -55,6 +55,11 @@ def test_the_package_says_labels_are_optional_and_the_service_samples_either_way
     assert with_labels["codes"].shape == without["codes"].shape == (4, 7, 7)
     with pytest.raises(Exception, match=r"\[0, 10\)"):
         inference.sample(model, 1, seed=0, labels=[10])  # "no label" is the service's to send, not a class
+    given, mask = with_labels["codes"][0], np.zeros((7, 7), bool)
+    mask[3:] = True  # completion, with a label and without
+    for chosen in ([5], None):
+        completed = inference.sample(model, 3, seed=1, labels=chosen, codes=given, mask=mask)["codes"]
+        assert (completed[:, ~mask] == given[~mask]).all()
     # The class biases start at zero and a tiny prior moves them little: a high temperature lets that show.
     as_zero, as_seven = (inference.sample(model, 4, seed=3, temperature=5.0, labels=[c])["codes"] for c in (0, 7))
     assert not np.array_equal(as_zero, as_seven)
