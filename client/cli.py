@@ -1,5 +1,5 @@
 """`latentgen` (or `python -m client`): encode a folder to a codes file, decode it back, sample, interpolate,
-draw analogies.
+draw analogies and latent traversals.
 
 Every command talks to a running service (`--url`, default $LATENTGEN_URL or http://127.0.0.1:8000;
 `--api-key`, default $LATENTGEN_API_KEY).
@@ -142,6 +142,33 @@ def analogy(client: Client, args: argparse.Namespace) -> None:
     print(f"{len(rows)} images drawn as {classes} classes in {args.out}", file=sys.stderr)
 
 
+def traverse(client: Client, args: argparse.Namespace) -> None:
+    """An image file -> one row per latent dimension: its posterior mean with that dimension swept from --low to
+    --high, the others held (how beta-VAE disentanglement is shown)."""
+    info = client.model(args.model, args.version)
+    if info["kind"] != "vae":
+        sys.exit(f"error: {args.model} is a {info['kind']}; traversals need a VAE")
+    model, version, shape = info["model"], info["version"], info["manifest"]["image_shape"]
+    image = pictures.load(args.image, shape)
+    dimensions = args.dimensions if args.dimensions is not None else range(info["manifest"]["latent_shape"][0])
+    swept = (
+        client.traverse(
+            model,
+            dimension,
+            image=image,
+            low=args.low,
+            high=args.high,
+            steps=args.steps,
+            labels=args.labels,
+            version=version,
+        )  # fmt: skip
+        for dimension in tqdm(dimensions, unit="dimension", disable=args.quiet)
+    )
+    rows = [pictures.tile(result.images, args.steps) for result in swept]
+    pictures.scaled(pictures.stack_rows(rows), args.scale).save(args.out)
+    print(f"{len(rows)} dimensions x {args.steps} steps in {args.out}", file=sys.stderr)
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=os.environ.get("LATENTGEN_URL", DEFAULT_URL), help="the service")
@@ -195,6 +222,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, default=1, help="upscale the grid by this factor")
     p.add_argument("--out", default="analogy.png")
     p.set_defaults(run=analogy)
+
+    p = commands.add_parser("traverse", parents=[common, labels], help=traverse.__doc__)
+    p.add_argument("image")
+    p.add_argument("--model", default="mnist-vae")
+    p.add_argument("--dimensions", type=int, nargs="+", help="latent dimensions, one row each (default: all)")
+    p.add_argument("--low", type=float, default=-3.0)
+    p.add_argument("--high", type=float, default=3.0)
+    p.add_argument("--steps", type=int, default=9)
+    p.add_argument("--scale", type=int, default=1, help="upscale the grid by this factor")
+    p.add_argument("--out", default="traversal.png")
+    p.set_defaults(run=traverse)
     return main
 
 

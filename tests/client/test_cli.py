@@ -104,6 +104,18 @@ def test_analogy_draws_each_image_as_every_class(url: str, tmp_path) -> None:
         main(["analogy", str(tmp_path / "a.png"), "--url", url, "--model", "tiny-vae", "--out", str(out)])
 
 
+def test_traverse_draws_a_row_per_latent_dimension(url: str, tmp_path) -> None:
+    write_digits(tmp_path, ["a.png"])
+    out = tmp_path / "traversal.png"
+    main(["traverse", str(tmp_path / "a.png"), "--url", url, "--model", "tiny-vae", "--steps", "5", "--out", str(out)])
+    assert Image.open(out).size == (5 * 30 + 2, 2 * 32)  # the tiny VAE's 2 dimensions
+    main(["traverse", str(tmp_path / "a.png"), "--url", url, "--model", "tiny-cvae", "--dimensions", "1",
+          "--labels", "4", "--out", str(out), "--quiet"])  # fmt: skip
+    assert Image.open(out).size == (9 * 30 + 2, 32)
+    with pytest.raises(SystemExit, match="traversals need a VAE"):
+        main(["traverse", str(tmp_path / "a.png"), "--url", url, "--model", "tiny-uncond", "--out", str(out)])
+
+
 def test_errors_exit_with_the_services_message(url: str, tmp_path) -> None:
     out = str(tmp_path / "x.png")
     command = [sys.executable, "-m", "client", "sample", "--url", url, "--model", "nothing", "--out", out]
