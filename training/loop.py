@@ -20,7 +20,8 @@ LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, int], torch.Tens
 
 
 def make_optimizer(model: torch.nn.Module, options: RunOptions) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    trained = [parameter for parameter in model.parameters() if parameter.requires_grad]  # --only-new holds the rest
+    return torch.optim.AdamW(trained, lr=options.lr, weight_decay=options.weight_decay)
 
 
 def train_epoch(
@@ -65,6 +66,17 @@ def init_weights(model: torch.nn.Module, checkpoint: str, device: torch.device) 
         print(f"starting from {checkpoint}; new weights keep their initial values: {', '.join(missing)}")
 
 
+def hold_initial_weights(model: torch.nn.Module, checkpoint: str | None, device: torch.device) -> None:
+    """--only-new: every weight that `checkpoint` holds stays as it is; only the ones the model adds train."""
+    if not checkpoint:
+        raise ValueError("--only-new needs --init: it trains only the weights that checkpoint lacks")
+    held = load_checkpoint(checkpoint, device, kind_of(model))["model"].keys()
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name not in held)
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise ValueError(f"--only-new: the model adds no weights to {checkpoint}, so there is nothing to train")
+
+
 def fit(
     run: Run,
     model: torch.nn.Module,
@@ -77,11 +89,13 @@ def fit(
 ) -> Path:
     """The loop every stage shares: train an epoch, validate, keep last.pt (to resume) and best.pt
     (lowest validation `select`), log a line. The checkpoint carries the kind, config and `extra`."""
+    if run.options.init and not run.options.resume:
+        init_weights(model, run.options.init, run.device)
+    if run.options.only_new:
+        hold_initial_weights(model, run.options.init, run.device)
     optimizer = make_optimizer(model, run.options)
     trained = distributed.parallel(model, run.device)  # DistributedDataParallel under torchrun
     start_epoch, best = 0, float("inf")
-    if run.options.init and not run.options.resume:
-        init_weights(model, run.options.init, run.device)
     if state := run.resume_state():
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -34,6 +34,7 @@ class RunOptions(DataOptions):
     bf16: bool = False  # bfloat16 autocast: ~2x faster on CPUs with AVX512-BF16 and on GPUs
     resume: bool = False  # continue from <out>/last.pt
     init: str | None = None  # fine-tune: start from this checkpoint's weights (same layers, new ones may be added)
+    only_new: bool = False  # with --init: train only the weights the checkpoint lacks (a new class bias, say)
 
 
 def pick_device(name: str) -> torch.device:
