@@ -6,8 +6,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from contract.sampling import sample_codes_cached
 from training.checkpoint import load_checkpoint, load_model, upgrade_config
 from training.data import DataOptions, ImageSet, image_shape, load_splits
 from training.metrics.reconstruction import encode_codes, gaussian_bits, prior_nll, reconstruction_metrics
@@ -21,6 +23,7 @@ from training.metrics.vae import (
 )
 from training.models.classifier import Classifier, ClassifierConfig
 from training.models.pixelcnn import PixelCNN
+from training.models.pixelcnn_steps import torch_steps
 from training.models.vae import VAE
 from training.models.vq_vae import VQVAE
 from training.run import pick_device
@@ -50,12 +53,13 @@ EVALUATION_METHOD = (
 )
 SCORE_METHOD = (
     "sample quality: Inception Score (Salimans et al. 2016, one split) of {n} {conditioning} prior samples at "
-    "temperature {t}, computed with {classifier} (test accuracy {acc:.4f}) in place of Inception; "
+    "temperature {t} (drawn as the service draws them, sample i from seed {seed} + i), computed with {classifier} "
+    "(test accuracy {acc:.4f}) in place of Inception; "
     "confident_fraction = share of samples the classifier assigns a class with probability >= 0.9"
 )
 LABEL_METHOD = (
     "; label_accuracy = share of the class-conditional samples the classifier assigns to their label; "
-    "unconditional_*: the same figures for {n} samples drawn without a label (seed {seed})"
+    "unconditional_*: the same figures for {n} samples drawn without a label, on the same seeds"
 )
 ANALOGY_METHOD = (
     "; analogy_accuracy: the posterior means of the first {n} test images (grey levels, as a client sends them), "
@@ -131,26 +135,34 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
         if labels is not None
         else "unconditional",
         t=options.temperature,
+        seed=options.seed,
         classifier=options.classifier,
         acc=classifier_state["test_accuracy"],
     )
     if labels is not None:
-        score += LABEL_METHOD.format(n=options.samples, seed=options.seed) if prior.config.no_label is not None else ""
+        score += LABEL_METHOD.format(n=options.samples) if prior.config.no_label is not None else ""
     report["method"] = EVALUATION_METHOD.format(images=len(test), split=splits.split, score=score)
     return write_report(report, options.out)
 
 
+@torch.no_grad()
 def prior_samples(vqvae: VQVAE, prior: PixelCNN, options: EvaluateOptions, labels: torch.Tensor | None) -> torch.Tensor:
-    """`options.samples` decoded prior samples (as class `labels` where given), from one generator seeded
-    `options.seed`, so that two priors are compared on the same seeds."""
-    generator = torch.Generator().manual_seed(options.seed)
-    codes = torch.cat(
-        [
-            prior.sample(len(chunk), options.temperature, None if labels is None else labels[chunk], generator)
-            for chunk in torch.arange(options.samples).split(250)
-        ]
-    )
-    return torch.cat([vqvae.decode_codes(chunk) for chunk in codes.split(500)])
+    """`options.samples` decoded prior samples (as class `labels` where given), drawn as the service draws them:
+    sample i from seed + i, through the cached steps (about one forward pass a grid, not h x w of them)."""
+    prior.eval()
+    steps, (h, w) = torch_steps(prior, next(prior.parameters()).device), prior.config.grid
+    images = []
+    for chunk in torch.arange(options.samples).split(250):
+        codes = sample_codes_cached(
+            steps,
+            np.zeros((len(chunk), h, w), np.int64),
+            np.ones((len(chunk), h, w), bool),
+            seed=options.seed + int(chunk[0]),
+            temperature=options.temperature,
+            labels=None if labels is None else labels[chunk].cpu().numpy(),
+        )
+        images.append(vqvae.decode_codes(torch.from_numpy(codes).to(next(vqvae.parameters()).device)).cpu())
+    return torch.cat(images)
 
 
 def write_report(report: dict, out: str) -> dict:
