@@ -11,7 +11,7 @@ TOY_DATA=synthetic:240
 latentgen-train vae --data $DATA --out $RUNS/mnist-cvae --architecture conv --conditional --latent-dim 16 \
     --epochs 30 --batch-size 100 --warmup-steps 200
 latentgen-train evaluate --vae $RUNS/mnist-cvae/best.pt --data $DATA --classifier training/weights/mnist-classifier.pt \
-    --out $RUNS/mnist-cvae/evaluation.json
+    --importance-samples 100 --out $RUNS/mnist-cvae/evaluation.json
 latentgen-train export --vae $RUNS/mnist-cvae/best.pt --data $DATA --evaluation $RUNS/mnist-cvae/evaluation.json \
     --out $MODELS --id mnist-cvae --hardware "2-core AMD EPYC CPU (no GPU)" \
     --description "Convolutional VAE (two stride-2 stages of 64 and 128 channels each way, 16-D latent) with a class-conditional decoder, Bernoulli pixels; MNIST"

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # mnist-vqvae, version 5: a VQ-VAE (7x7 codes, K = 512, D = 64) whose codes are chosen under a rate weight, and an
 # unconditional gated PixelCNN prior (12 layers, 192 channels): the weight average of a prior fine-tuned on codes
-# guided by the previous prior, and of that prior fine-tuned once more on codes guided by itself. Version 6: the
-# same, its prior made class-conditional (labels optional) by training class biases alone.
+# guided by the previous prior, and of that prior fine-tuned once more on codes guided by itself.
 # Model card: docs/models/mnist-vqvae.md. Run: bash recipes/mnist-vqvae.sh (about 5 h on 2 CPU cores).
 set -euo pipefail
 DATA=${DATA:-data/mnist.npz}
@@ -32,15 +31,3 @@ latentgen-train evaluate --data $DATA --vqvae $RUNS/vqvae-ecvq/best.pt --prior $
 latentgen-train export --data $DATA --vqvae $RUNS/vqvae-ecvq/best.pt --prior $RUNS/prior-average.pt \
     --evaluation $RUNS/mnist-vqvae-evaluation.json --out $MODELS --id mnist-vqvae --version 5 \
     --hardware "2-core AMD EPYC CPU (no GPU)" --description "VQ-VAE (7x7 codes, K=512, D=64) with codes chosen under a rate weight of 0.05 (entropy-constrained VQ) and an unconditional gated PixelCNN prior (12 layers, 192 channels) trained on prior-guided codes, two rounds averaged; MNIST"
-# Version 6: class biases, from zero, trained alone on the codes version 5's prior guides (every other weight held),
-# with a tenth of the labels hidden, so that labels are optional. (Run here from the version-5 package:
-# exported_models/mnist-vqvae/5 in place of both checkpoints reads the same weights back.)
-latentgen-train prior --data $DATA --vqvae $RUNS/vqvae-ecvq/best.pt --init $RUNS/prior-average.pt --only-new \
-    --guide $RUNS/prior-average.pt --guide-weight 0.3 --conditional --label-dropout 0.1 --out $RUNS/prior-conditional \
-    --epochs 1 --lr 3e-3 --warmup-steps 50 --batch-size 128 --channels 192 --layers 12 --kernel 3 --head-hidden 512 \
-    --dropout 0.2
-latentgen-train evaluate --data $DATA --vqvae $RUNS/vqvae-ecvq/best.pt --prior $RUNS/prior-conditional/best.pt \
-    --classifier training/weights/mnist-classifier.pt --out $RUNS/mnist-vqvae-6-evaluation.json
-latentgen-train export --data $DATA --vqvae $RUNS/vqvae-ecvq/best.pt --prior $RUNS/prior-conditional/best.pt \
-    --evaluation $RUNS/mnist-vqvae-6-evaluation.json --out $MODELS --id mnist-vqvae --version 6 \
-    --hardware "2-core AMD EPYC CPU (no GPU)" --description "VQ-VAE (7x7 codes, K=512, D=64) with codes chosen under a rate weight of 0.05 (entropy-constrained VQ) and a class-conditional gated PixelCNN prior (12 layers, 192 channels; labels optional): version 5's prior with class biases trained alone; MNIST"
