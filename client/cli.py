@@ -218,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("analogy", parents=[common], help=analogy.__doc__)
     p.add_argument("images", nargs="+", help="image files, one row each")
-    p.add_argument("--model", default="mnist-cvae")
+    p.add_argument("--model", required=True, help="a VAE with a class-conditional decoder")
     p.add_argument("--scale", type=int, default=1, help="upscale the grid by this factor")
     p.add_argument("--out", default="analogy.png")
     p.set_defaults(run=analogy)
