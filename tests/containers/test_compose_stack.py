@@ -93,6 +93,9 @@ def stack(cpu_image: str):
     project, port = f"latentgen{uuid.uuid4().hex[:8]}", free_port()
     env = {**os.environ, "PORT": str(port), "LB_IMAGE": LB_IMAGE, "DOCKER_HOST": os.environ.get("DOCKER_HOST", "")}
     env = {k: v for k, v in env.items() if v} | {"PATH": f"{os.path.dirname(DOCKER)}:{os.environ['PATH']}"}
+    # One replica first: Docker seeds a new named volume from the image as its first container is created, and
+    # three created at once race on that copy ("mkdir ... file exists").
+    compose(project, env, "up", "-d", "--no-build", "service-cpu", "lb")
     compose(project, env, "up", "-d", "--no-build", "--scale", "service-cpu=3", "service-cpu", "lb")
     try:
         for container in replicas(project):

@@ -1,5 +1,5 @@
 """--init fine-tunes from a checkpoint; --only-new trains only the weights the model adds to it: an unconditional
-prior made class-conditional keeps every weight it had, and its class biases start at zero, where it left off."""
+prior made class-conditional keeps every weight it had and trains only its class biases."""
 
 from dataclasses import replace
 
@@ -24,7 +24,7 @@ def test_only_the_new_class_biases_train(tiny_pipeline: TinyPipeline, tmp_path) 
     assert {name for name in after if name not in before} == {f"layers.{i}.class_bias.weight" for i in range(3)}
     for name, value in before.items():
         assert torch.equal(after[name], value), name
-    assert all(after[f"layers.{i}.class_bias.weight"].abs().max() > 0 for i in range(3))  # from zero, trained
+    assert all(after[f"layers.{i}.class_bias.weight"].abs().max() > 0 for i in range(3))
 
 
 def test_only_new_needs_a_checkpoint_to_hold(tiny_pipeline: TinyPipeline, tmp_path) -> None:

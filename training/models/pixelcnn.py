@@ -51,8 +51,6 @@ class GatedLayer(nn.Module):
         self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.horizontal_out = nn.Conv2d(channels, channels, 1)
         self.class_bias = nn.Embedding(num_classes, 4 * channels) if num_classes else None
-        if self.class_bias is not None:  # neutral at first: a conditional prior fine-tuned from an unconditional one
-            nn.init.zeros_(self.class_bias.weight)  # starts where that one ended
         self.moved_bias = nn.Parameter(torch.zeros(4 * channels)) if moved_bias else None
         self.dropout = nn.Dropout(dropout)
         self.residual = not first  # the first layer's input is the unmasked current code
