@@ -161,7 +161,7 @@ def traverse(client: Client, args: argparse.Namespace) -> None:
             steps=args.steps,
             labels=args.labels,
             version=version,
-        )  # fmt: skip
+        )
         for dimension in tqdm(dimensions, unit="dimension", disable=args.quiet)
     )
     rows = [pictures.tile(result.images, args.steps) for result in swept]

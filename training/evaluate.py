@@ -57,10 +57,8 @@ SCORE_METHOD = (
     "(test accuracy {acc:.4f}) in place of Inception; "
     "confident_fraction = share of samples the classifier assigns a class with probability >= 0.9"
 )
-LABEL_METHOD = (
-    "; label_accuracy = share of the class-conditional samples the classifier assigns to their label; "
-    "unconditional_*: the same figures for {n} samples drawn without a label, on the same seeds"
-)
+LABEL_METHOD = "; label_accuracy = share of the class-conditional samples the classifier assigns to their label"
+UNLABELLED_METHOD = "; unconditional_*: the same figures for {n} samples drawn without a label, on the same seeds"
 ANALOGY_METHOD = (
     "; analogy_accuracy: the posterior means of the first {n} test images (grey levels, as a client sends them), "
     "each decoded as every class, and the share of those {images} images that {classifier} (test accuracy "
@@ -140,7 +138,9 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
         acc=classifier_state["test_accuracy"],
     )
     if labels is not None:
-        score += LABEL_METHOD.format(n=options.samples) if prior.config.no_label is not None else ""
+        score += LABEL_METHOD
+    if prior.config.no_label is not None:
+        score += UNLABELLED_METHOD.format(n=options.samples)
     report["method"] = EVALUATION_METHOD.format(images=len(test), split=splits.split, score=score)
     return write_report(report, options.out)
 

@@ -54,23 +54,21 @@ def train_epoch(
     return distributed.all_reduce(mean).item() / world.size
 
 
-def init_weights(model: torch.nn.Module, checkpoint: str, device: torch.device) -> None:
-    """Fine-tuning: every weight of `checkpoint` goes into `model`. Weights the model adds on top (a new bias,
-    say) keep their initial values; weights the model lacks are an error, as is any shape that differs."""
-    missing, unexpected = model.load_state_dict(
-        load_checkpoint(checkpoint, device, kind_of(model))["model"], strict=False
-    )
+def init_weights(model: torch.nn.Module, checkpoint: str, device: torch.device) -> set[str]:
+    """Fine-tuning: every weight of `checkpoint` goes into `model`; returns their names. Weights the model adds on
+    top (a new bias, say) keep their initial values; weights the model lacks are an error, as is any shape that
+    differs."""
+    weights = load_checkpoint(checkpoint, device, kind_of(model))["model"]
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected:
         raise ValueError(f"{checkpoint} holds weights this model does not have: {', '.join(unexpected)}")
     if missing:
         print(f"starting from {checkpoint}; new weights keep their initial values: {', '.join(missing)}")
+    return set(weights)
 
 
-def hold_initial_weights(model: torch.nn.Module, checkpoint: str | None, device: torch.device) -> None:
-    """--only-new: every weight that `checkpoint` holds stays as it is; only the ones the model adds train."""
-    if not checkpoint:
-        raise ValueError("--only-new needs --init: it trains only the weights that checkpoint lacks")
-    held = load_checkpoint(checkpoint, device, kind_of(model))["model"].keys()
+def hold_weights(model: torch.nn.Module, held: set[str], checkpoint: str) -> None:
+    """--only-new: the weights named in `held` (those `checkpoint` gave) stay as they are; only the others train."""
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name not in held)
     if not any(parameter.requires_grad for parameter in model.parameters()):
@@ -89,10 +87,14 @@ def fit(
 ) -> Path:
     """The loop every stage shares: train an epoch, validate, keep last.pt (to resume) and best.pt
     (lowest validation `select`), log a line. The checkpoint carries the kind, config and `extra`."""
+    if run.options.only_new and not run.options.init:
+        raise ValueError("--only-new needs --init: it trains only the weights that checkpoint lacks")
     if run.options.init and not run.options.resume:
-        init_weights(model, run.options.init, run.device)
+        given = init_weights(model, run.options.init, run.device)
+    elif run.options.only_new:  # resumed: the weights held are still the ones --init gave
+        given = set(load_checkpoint(run.options.init, run.device, kind_of(model))["model"])
     if run.options.only_new:
-        hold_initial_weights(model, run.options.init, run.device)
+        hold_weights(model, given, run.options.init)
     optimizer = make_optimizer(model, run.options)
     trained = distributed.parallel(model, run.device)  # DistributedDataParallel under torchrun
     start_epoch, best = 0, float("inf")

@@ -144,7 +144,7 @@ async def decode(request: Request) -> Response:
         else:
             latents = as_array(body.latents, "latents", np.float32)
         images = await inference.decode_async(model, latents, body.labels)
-    analogy = len(given) == 1 < len(body.labels or ())  # one z as many classes: one row in a PNG grid
+    analogy = len(images) > len(given)  # one z drawn as many classes: one row in a PNG grid
     return images_response(request, model, images, query.image_format, columns=len(images) if analogy else None)
 
 
