@@ -11,7 +11,7 @@ import torch
 
 from contract.sampling import sample_codes_cached
 from training.checkpoint import load_checkpoint, load_model, upgrade_config
-from training.data import DataOptions, ImageSet, image_shape, load_splits
+from training.data import DataOptions, ImageSet, Splits, image_shape, load_splits
 from training.metrics.reconstruction import encode_codes, gaussian_bits, prior_nll, reconstruction_metrics
 from training.metrics.samples import label_accuracy, predict_probabilities, sample_quality
 from training.metrics.vae import (
@@ -37,17 +37,25 @@ class EvaluateOptions(DataOptions):
     # without one the sample score is skipped, and the report says so.
     classifier: str = ""
     samples: int = 1000  # prior samples scored by the classifier
-    analogies: int = 100  # test images a class-conditional VAE draws as every class, scored by the classifier
+    analogies: int = 100  # images of the measured split drawn as every class (a class-conditional VAE)
     vae: str = ""  # evaluate this VAE checkpoint instead of a VQ-VAE and its prior
     importance_samples: int = 5000  # k for the VAE's importance-sampled NLL
     temperature: float = 1.0
     seed: int = 0
     device: str = "auto"
     out: str = "runs/evaluation.json"
+    # test | validation: choose between runs on the validation split; report the test split
+    on: str = "test"
+
+    def measured(self, splits: Splits) -> ImageSet:
+        """The split these options measure."""
+        if self.on not in ("test", "validation"):
+            raise ValueError(f"--on takes test or validation, got {self.on!r}")
+        return splits.test if self.on == "test" else splits.val
 
 
 EVALUATION_METHOD = (
-    "`latentgen-train evaluate` on the {images} test images ({split}); bits_per_dim: the prior's bits for the "
+    "`latentgen-train evaluate` on the {images} {on} images ({split}); bits_per_dim: the prior's bits for the "
     "image's codes plus -log2 p(x | codes) under a Gaussian decoder whose variance is the validation MSE, on "
     "uniformly dequantized 8-bit pixels, per dimension; {score}"
 )
@@ -60,7 +68,7 @@ SCORE_METHOD = (
 LABEL_METHOD = "; label_accuracy = share of the class-conditional samples the classifier assigns to their label"
 UNLABELLED_METHOD = "; unconditional_*: the same figures for {n} samples drawn without a label, on the same seeds"
 ANALOGY_METHOD = (
-    "; analogy_accuracy: the posterior means of the first {n} test images (grey levels, as a client sends them), "
+    "; analogy_accuracy: the posterior means of the first {n} {on} images (grey levels, as a client sends them), "
     "each decoded as every class, and the share of those {images} images that {classifier} (test accuracy "
     "{acc:.4f}) assigns to the requested class"
 )
@@ -79,13 +87,13 @@ def classifier_mismatch(options: EvaluateOptions, state: dict | None, shape: tup
 
 
 def evaluate_vqvae(options: EvaluateOptions) -> dict:
-    """Every figure on the test split; writes them to `options.out` as JSON and returns them."""
+    """Every figure on the test split (or --on validation); writes them to `options.out` as JSON and returns them."""
     device = pick_device(options.device)
     vqvae: VQVAE = load_model(options.vqvae, "vqvae", device)
     prior: PixelCNN = load_model(options.prior, "prior", device)
     shape = image_shape(vqvae.config)
     splits = load_splits(options, options.seed, shape)
-    test = splits.test
+    test = options.measured(splits)
     metrics = reconstruction_metrics(vqvae, test, device)
     nll = prior_nll(prior, ImageSet(encode_codes(vqvae, test, device), test.labels), device)
     grid_codes, pixels = math.prod(vqvae.config.grid), math.prod(shape)
@@ -95,7 +103,7 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
     classifier_state = load_checkpoint(options.classifier) if options.classifier else None
     skipped = classifier_mismatch(options, classifier_state, shape, prior.config.num_classes)
     report = {
-        "split": "test",
+        "split": options.on,
         "images": len(test),
         "metrics": metrics,
         "vqvae": options.vqvae,
@@ -105,7 +113,9 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
     }
     if skipped:
         report["sample_score"] = f"skipped: {skipped}"
-        report["method"] = EVALUATION_METHOD.format(images=len(test), split=splits.split, score=report["sample_score"])
+        report["method"] = EVALUATION_METHOD.format(
+            images=len(test), on=options.on, split=splits.split, score=report["sample_score"]
+        )
         return write_report(report, options.out)
     classifier: Classifier = load_model(options.classifier, "classifier", device)
 
@@ -141,7 +151,7 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
         score += LABEL_METHOD
     if prior.config.no_label is not None:
         score += UNLABELLED_METHOD.format(n=options.samples)
-    report["method"] = EVALUATION_METHOD.format(images=len(test), split=splits.split, score=score)
+    report["method"] = EVALUATION_METHOD.format(images=len(test), on=options.on, split=splits.split, score=score)
     return write_report(report, options.out)
 
 
@@ -172,18 +182,18 @@ def write_report(report: dict, out: str) -> dict:
 
 
 NLL_METHOD = (
-    "`python -m training evaluate --vae` on the {images} test images, {data}; NLL: importance sampling with "
+    "`python -m training evaluate --vae` on the {images} {on} images, {data}; NLL: importance sampling with "
     "k = {k} samples per image from q(z|x) (Burda et al. 2015); ELBO, KL and active units (Cov_x E[z_u|x] > 0.01) "
     "from one posterior sample per image"
 )
 
 
 def evaluate_vae(options: EvaluateOptions) -> dict:
-    """Test-split NLL, ELBO, KL and active units; written to `options.out` as JSON and returned."""
+    """Test-split (or --on validation) NLL, ELBO, KL and active units; written to `options.out` as JSON and returned."""
     device = pick_device(options.device)
     model: VAE = load_model(options.vae, "vae", device)
     splits = load_splits(options, options.seed, model.config.image_shape)
-    test = fixed_evaluation_set(model, splits.test, seed=options.seed)
+    test = fixed_evaluation_set(model, options.measured(splits), seed=options.seed)
     statistics = vae_statistics(model, test, device)
     metrics = statistics.as_metrics() | {"nll": importance_sampled_nll(model, test, device, options.importance_samples)}
     described = (
@@ -192,20 +202,20 @@ def evaluate_vae(options: EvaluateOptions) -> dict:
     if model.config.likelihood == "gaussian":
         metrics["bits_per_dim"] = bits_per_dimension(metrics["nll"], model.config.pixels)
     report = {
-        "split": "test",
+        "split": options.on,
         "images": len(test),
         "metrics": metrics,
         "kl_per_dimension": statistics.kl_per_dimension,
-        "method": NLL_METHOD.format(images=len(test), data=described, k=options.importance_samples),
+        "method": NLL_METHOD.format(images=len(test), on=options.on, data=described, k=options.importance_samples),
         "vae": options.vae,
         "data": splits.name,
     }
     if model.config.num_classes:
-        score_analogies(model, splits.test, options, report, device)
+        score_analogies(model, options.measured(splits), options, report, device)
     return write_report(report, options.out)
 
 
-def score_analogies(model: VAE, test: ImageSet, options: EvaluateOptions, report: dict, device: torch.device) -> None:
+def score_analogies(model: VAE, split: ImageSet, options: EvaluateOptions, report: dict, device: torch.device) -> None:
     """A class-conditional VAE's analogies, scored by the classifier, into `report` (or the reason they were not)."""
     state = load_checkpoint(options.classifier) if options.classifier else None
     skipped = classifier_mismatch(options, state, model.config.image_shape, model.config.num_classes)
@@ -213,11 +223,12 @@ def score_analogies(model: VAE, test: ImageSet, options: EvaluateOptions, report
         report["analogy_score"] = f"skipped: {skipped}"
         return
     classifier: Classifier = load_model(options.classifier, "classifier", device)
-    images, labels = analogies(model, test.images[: options.analogies], device)
+    images, labels = analogies(model, split.images[: options.analogies], device)
     probabilities = predict_probabilities(classifier, images).numpy()
     report["metrics"]["analogy_accuracy"] = label_accuracy(probabilities, labels.numpy())
     report["method"] += ANALOGY_METHOD.format(
-        n=min(options.analogies, len(test)),
+        n=min(options.analogies, len(split)),
+        on=options.on,
         images=len(images),
         classifier=options.classifier,
         acc=state["test_accuracy"],

@@ -1,4 +1,5 @@
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,8 @@ from PIL import Image
 from tests.conftest import DATA, TinyPipeline, run_options
 from training.data import ImageSet
 from training.evaluate import EvaluateOptions, evaluate_vae
+from training.export.package import ExportOptions
+from training.export.vae import export_vae
 from training.metrics.vae import (
     analogies,
     bits_per_dimension,
@@ -25,6 +28,7 @@ VARIANTS = [
     VAEConfig(architecture="conv", latent_dim=20, channels=8),
     VAEConfig(architecture="resnet", latent_dim=20, channels=8, residual_blocks=1, num_classes=10),
     VAEConfig(architecture="transformer", latent_dim=8, width=16, depth=1, heads=2, patch_size=7),
+    VAEConfig(architecture="pixelcnn", latent_dim=4, channels=4, pixelcnn_layers=2, pixelcnn_channels=8),
     VAEConfig(
         architecture="conv",
         latent_dim=4,
@@ -169,6 +173,37 @@ def test_collapse_monitor_fires_when_the_decoder_does_not_need_z(
         assert final["kl"] > 1.0  # log 10 nats would name the class exactly
 
 
+def test_the_autoregressive_decoder_is_a_normalised_distribution_over_images() -> None:
+    """Summed over all 2^16 binary 4x4 images, p(x|z) is 1 for each z: the masks let no pixel see itself or
+    a later one. And z with a leading sample axis gives each sample's likelihood."""
+    config = VAEConfig(
+        architecture="pixelcnn", image_height=4, image_width=4, latent_dim=2, channels=4,
+        pixelcnn_layers=3, pixelcnn_channels=8, num_classes=3,
+    )  # fmt: skip
+    model = VAE(config).eval()
+    every_image = ((torch.arange(2**16)[:, None] >> torch.arange(16)) & 1).float().view(-1, 1, 4, 4)
+    z, labels = torch.randn(2, 2), torch.tensor([1, 2])
+    with torch.no_grad():
+        for row in range(2):
+            rows = z[row].expand(len(every_image), 2)
+            log_p = model.log_likelihood(every_image, rows, labels[row].expand(len(every_image)))
+            torch.testing.assert_close(log_p.logsumexp(0), torch.tensor(0.0), atol=1e-4, rtol=0)
+        images = every_image[[5, 700]]
+        samples = torch.stack([z, z.flip(0)])  # (S=2, B=2, Z)
+        both = model.log_likelihood(images, samples, labels)
+        one_by_one = [model.log_likelihood(images, s, labels) for s in samples]
+    assert both.shape == (2, 2)
+    torch.testing.assert_close(both, torch.stack(one_by_one))
+
+
+def test_the_autoregressive_vae_does_not_export(tmp_path: Path) -> None:
+    model = VAE(VAEConfig(architecture="pixelcnn", latent_dim=2, channels=4, pixelcnn_layers=2, pixelcnn_channels=4))
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"kind": "vae", "config": asdict(model.config), "model": model.state_dict()}, checkpoint)
+    with pytest.raises(ValueError, match="only the one-pass VAEs export"):
+        export_vae(ExportOptions(vae=str(checkpoint), data=DATA, out=str(tmp_path / "models"), evaluation=""))
+
+
 def test_statistics_count_active_units() -> None:
     model = VAE(VAEConfig(latent_dim=3, hidden=8)).eval()
     with torch.no_grad():  # dimension 0 follows the input; the others ignore it entirely
@@ -199,5 +234,11 @@ def test_evaluation_scores_a_conditional_vae_s_analogies(tiny_pipeline: TinyPipe
     )  # fmt: skip
     report = evaluate_vae(options)
     assert 0 <= report["metrics"]["analogy_accuracy"] <= 1 and "50 images" in report["method"]
-    options.classifier = ""
+    options.on = "validation"  # for choosing between runs
+    report = evaluate_vae(options)
+    assert report["split"] == "validation" and "the first 5 validation images" in report["method"]
+    options.on, options.classifier = "test", ""
     assert evaluate_vae(options)["analogy_score"].startswith("skipped: no classifier")
+    options.on = "train"
+    with pytest.raises(ValueError, match="--on takes test or validation"):
+        evaluate_vae(options)

@@ -58,6 +58,11 @@ def vae_pictures(vae: VAE, images: torch.Tensor, labels: torch.Tensor, seed: int
 def export_vae(options: ExportOptions) -> Path:
     vae: VAE = load_model(options.vae, "vae")
     config = vae.config
+    if vae.autoregressive:
+        raise ValueError(
+            f"{options.vae} has an autoregressive (pixelcnn) decoder, which draws an image pixel by pixel; the model "
+            "package's decoder.onnx is one pass from z to the image, so only the one-pass VAEs export"
+        )
     images, labels = validation_images(options, config.image_shape)
     with torch.no_grad():
         z = vae.encode(images).mean

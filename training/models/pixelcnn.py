@@ -55,9 +55,12 @@ class GatedLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.residual = not first  # the first layer's input is the unmasked current code
 
-    def row_bias(self, labels: torch.Tensor | None, moved: torch.Tensor | None) -> torch.Tensor | None:
-        """(B, 4C): each row's class bias plus, for moved rows, the moved bias; None when neither applies."""
-        biases = []
+    def row_bias(
+        self, labels: torch.Tensor | None, moved: torch.Tensor | None, condition: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """(B, 4C): each row's class bias, its `condition` (a bias computed from a latent code) and, for moved rows,
+        the moved bias; None when none applies."""
+        biases = [] if condition is None else [condition]
         if self.class_bias is not None:
             biases.append(self.class_bias(labels))
         if moved is not None:
@@ -65,13 +68,18 @@ class GatedLayer(nn.Module):
         return sum(biases) if biases else None
 
     def forward(
-        self, x_v: torch.Tensor, x_h: torch.Tensor, labels: torch.Tensor | None, moved: torch.Tensor | None = None
+        self,
+        x_v: torch.Tensor,
+        x_h: torch.Tensor,
+        labels: torch.Tensor | None,
+        moved: torch.Tensor | None = None,
+        condition: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         H, W = x_v.shape[-2:]
         v = self.vertical(x_v)[:, :, :H, :]  # (B, 2C, H, W), rows strictly above
         h = self.horizontal(x_h)[:, :, :, :W]  # (B, 2C, H, W), columns to the left
         h = h + self.vertical_to_horizontal(v)
-        bias = self.row_bias(labels, moved)
+        bias = self.row_bias(labels, moved, condition)
         if bias is not None:
             v_bias, h_bias = bias[:, :, None, None].chunk(2, dim=1)
             v, h = v + v_bias, h + h_bias
@@ -140,14 +148,19 @@ class PixelCNN(nn.Module):
         )
 
     def logits(
-        self, codes: torch.Tensor, labels: torch.Tensor | None = None, moved: torch.Tensor | None = None
+        self,
+        codes: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        moved: torch.Tensor | None = None,
+        conditions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Codes (B, h, w) int64 -> logits (B, K, h, w) of each code given those before it; `moved` (B,) bool
-        marks the rows that come from moved images (only while training with moved_bias)."""
+        marks the rows that come from moved images (only while training with moved_bias); `conditions`
+        (B, layers, 4C) are per-layer biases from a latent code (a VAE's autoregressive decoder)."""
         x = self.embed(codes).permute(0, 3, 1, 2)  # (B, C, h, w)
         x_v, x_h = x, x
-        for layer in self.layers:
-            x_v, x_h = layer(x_v, x_h, labels, moved)
+        for i, layer in enumerate(self.layers):
+            x_v, x_h = layer(x_v, x_h, labels, moved, None if conditions is None else conditions[:, i])
         return self.head(x_h)
 
     def forward(
@@ -163,13 +176,14 @@ class PixelCNN(nn.Module):
         temperature: float = 1.0,
         labels: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        conditions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Ancestral sampling in raster order: n code grids (n, h, w). Runs the net h*w times."""
         (h, w), device = self.config.grid, self.embed.weight.device
         codes = torch.zeros(n, h, w, dtype=torch.long, device=device)
         for i in range(h):
             for j in range(w):
-                logits = self.logits(codes, labels)[:, :, i, j].float() / temperature
+                logits = self.logits(codes, labels, conditions=conditions)[:, :, i, j].float() / temperature
                 probs = logits.softmax(dim=1).cpu()
                 codes[:, i, j] = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(device)
         return codes

@@ -5,6 +5,8 @@ One model; the variants of the literature are config fields, not copied files:
   and log-variance heads); `hidden_layers=3` is Rezende et al. 2014's deeper MLP;
 - "conv": a convolutional encoder and decoder; "resnet": residual ones, as in the ResNet VAE of
   Kingma et al. 2016 (without IAF); "transformer": patch embeddings and a small transformer each way;
+  "pixelcnn": a conv encoder and an autoregressive gated PixelCNN decoder (PixelVAE, Gulrajani et al. 2017;
+  Chen et al. 2017), strong enough to model the data without z: the setting of posterior collapse;
 - likelihood "bernoulli" for binarized data, "gaussian" for grey levels (learned per-pixel scale);
 - beta-VAE (Higgins et al. 2017): `beta`; KL warm-up (Sønderby et al. 2016): `kl_warmup_steps`;
   free bits (Kingma et al. 2016): `free_bits` nats per latent dimension;
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.models.pixelcnn import PixelCNN, PixelCNNConfig
 from training.models.vq_vae import ResidualBlock
 
 LOG_2PI = math.log(2 * math.pi)
@@ -55,7 +58,7 @@ class VAEConfig:
     image_channels: int = 1
     image_height: int = 28
     image_width: int = 28
-    architecture: str = "mlp"  # mlp | conv | resnet | transformer
+    architecture: str = "mlp"  # mlp | conv | resnet | transformer | pixelcnn
     likelihood: str = "bernoulli"  # bernoulli (binarized pixels) | gaussian (grey levels)
     latent_dim: int = 20
     hidden: int = 500  # mlp: units per hidden layer
@@ -67,13 +70,17 @@ class VAEConfig:
     width: int = 128  # transformer: token width
     depth: int = 4  # transformer: layers each way
     heads: int = 4  # transformer
+    pixelcnn_layers: int = 5  # pixelcnn: gated layers of the decoder
+    pixelcnn_channels: int = 32  # pixelcnn: channels of the decoder
     num_classes: int = 0  # > 0: the decoder also takes a class label
     beta: float = 1.0  # weight of the KL term (beta-VAE)
     kl_warmup_steps: int = 0  # the KL weight ramps 0 -> beta over this many steps
     free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised
 
     def check_shape(self) -> None:
-        step = {"conv": 4, "resnet": 4, "transformer": self.patch_size}.get(self.architecture, 1)
+        if self.architecture == "pixelcnn" and (self.likelihood != "bernoulli" or self.image_channels != 1):
+            raise ValueError("the pixelcnn decoder models binarized grey images (likelihood bernoulli, 1 channel)")
+        step = {"conv": 4, "resnet": 4, "transformer": self.patch_size, "pixelcnn": 4}.get(self.architecture, 1)
         if self.image_height % step or self.image_width % step:
             raise ValueError(
                 f"the {self.architecture} VAE needs an image height and width divisible by {step}; got "
@@ -214,11 +221,50 @@ class TransformerDecoder(nn.Module):
         return unpatchify(self.pixels(self.norm(self.body(tokens))), self.config)
 
 
+class PixelCNNDecoder(nn.Module):
+    """p(x|z) = prod_i p(x_i | x_<i, z): a gated PixelCNN over the binary pixels (a vocabulary of two), z (and the
+    label) entering every gated layer as a bias, as in van den Oord et al. 2016's conditional PixelCNN."""
+
+    def __init__(self, c: VAEConfig):
+        super().__init__()
+        self.pixels = PixelCNN(
+            PixelCNNConfig(
+                num_codes=2,
+                grid_height=c.image_height,
+                grid_width=c.image_width,
+                channels=c.pixelcnn_channels,
+                layers=c.pixelcnn_layers,
+                head_hidden=4 * c.pixelcnn_channels,
+                dropout=0.0,
+            )
+        )
+        self.condition = nn.Linear(c.latent_dim + c.num_classes, c.pixelcnn_layers * 4 * c.pixelcnn_channels)
+        self.shape = c.image_shape
+
+    def conditions(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.condition(inputs).view(len(inputs), self.pixels.config.layers, -1)  # (N, layers, 4C)
+
+    def log_likelihood(self, images: torch.Tensor, inputs: torch.Tensor, rows: int = 1000) -> torch.Tensor:
+        """Binary images (B, 1, H, W) under each of `inputs` (S * B, Z (+ classes)), S samples per image: (S * B,).
+        In slices of `rows`, since importance sampling asks for thousands of full-size passes at once."""
+        pixels = images[:, 0].long().repeat(len(inputs) // len(images), 1, 1)  # (S * B, H, W)
+        out = []
+        for codes, chunk in zip(pixels.split(rows), inputs.split(rows), strict=True):
+            logits = self.pixels.logits(codes, conditions=self.conditions(chunk))
+            out.append(-F.cross_entropy(logits.float(), codes, reduction="none").flatten(1).sum(1))
+        return torch.cat(out)
+
+    def sample(self, inputs: torch.Tensor) -> torch.Tensor:
+        """One draw of binary pixels per row of `inputs`, (N, 1, H, W); runs the net H x W times."""
+        return self.pixels.sample(len(inputs), conditions=self.conditions(inputs)).to(inputs.dtype)[:, None]
+
+
 ARCHITECTURES = {
     "mlp": (MLPEncoder, MLPDecoder),
     "conv": (ConvEncoder, ConvDecoder),
     "resnet": (ConvEncoder, ConvDecoder),
     "transformer": (TransformerEncoder, TransformerDecoder),
+    "pixelcnn": (ConvEncoder, PixelCNNDecoder),
 }
 
 
@@ -246,21 +292,34 @@ class VAE(nn.Module):
         features = self.encoder(images)
         return DiagonalGaussian(self.mean(features), self.logvar(features))
 
-    def decoder_output(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Bernoulli logits or Gaussian means before the sigmoid, (..., C, H, W) for z (..., Z)."""
+    @property
+    def autoregressive(self) -> bool:
+        return self.config.architecture == "pixelcnn"
+
+    def decoder_inputs(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """z (..., Z) and its labels -> the decoder's input rows (N, Z (+ classes))."""
         lead = z.shape[:-1]
         inputs = z.reshape(-1, z.shape[-1])
         if self.config.num_classes:
             one_hot = F.one_hot(labels, self.config.num_classes).to(z.dtype)
             inputs = torch.cat([inputs, one_hot.expand(*lead, -1).reshape(-1, self.config.num_classes)], dim=1)
-        return self.decoder(inputs).view(*lead, *self.log_scale.shape)
+        return inputs
+
+    def decoder_output(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Bernoulli logits or Gaussian means before the sigmoid, (..., C, H, W) for z (..., Z)."""
+        return self.decoder(self.decoder_inputs(z, labels)).view(*z.shape[:-1], *self.log_scale.shape)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """z (B, Z) -> pixel means (Gaussian) or Bernoulli probabilities, in [0, 1]."""
+        """z (B, Z) -> pixel means (Gaussian) or Bernoulli probabilities, in [0, 1]; the autoregressive decoder
+        has no per-pixel means, so it returns one draw of binary pixels."""
+        if self.autoregressive:
+            return self.decoder.sample(self.decoder_inputs(z, labels)).view(*z.shape[:-1], *self.log_scale.shape)
         return torch.sigmoid(self.decoder_output(z, labels))
 
     def log_likelihood(self, images: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x|z) summed over pixels; z may carry leading sample axes, (..., B, Z) -> (..., B)."""
+        if self.autoregressive:
+            return self.decoder.log_likelihood(images, self.decoder_inputs(z, labels)).view(z.shape[:-1])
         output = self.decoder_output(z, labels)
         if self.config.likelihood == "bernoulli":
             per_pixel = -F.binary_cross_entropy_with_logits(output, images.expand_as(output), reduction="none")
