@@ -18,10 +18,13 @@ from bench.sampling_torch import BUNDLED_PRIOR
 from service.config import Settings
 from service.main import create_app
 from training.checkpoint import load_model
+from training.metrics.samples import predict_probabilities
 
-BUNDLED = Path(__file__).resolve().parents[1] / "exported_models"
-VQVAE, VAE, VAE_2D = "mnist-vqvae", "mnist-vae", "mnist-vae-2d"
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED = REPO / "exported_models"
+VQVAE, VAE, VAE_2D, CVAE, BETA_VAE = "mnist-vqvae", "mnist-vae", "mnist-vae-2d", "mnist-cvae", "mnist-beta-vae"
 FREY_VQVAE, FREY_VAE = "frey-vqvae", "frey-vae"
+GALLERY_DIGITS = sorted((REPO / "docs" / "gallery" / "digits").glob("*.png"))  # the first test digit of each class
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,7 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-NEWEST = {VQVAE: 5, VAE: 2, VAE_2D: 1, FREY_VQVAE: 1, FREY_VAE: 1}
+NEWEST = {VQVAE: 5, VAE: 2, VAE_2D: 1, CVAE: 1, BETA_VAE: 2, FREY_VQVAE: 1, FREY_VAE: 1}
 
 
 def manifest(model: str, version: int | None = None) -> dict:
@@ -40,7 +43,7 @@ def manifest(model: str, version: int | None = None) -> dict:
 def test_every_bundled_package_loads(client: TestClient) -> None:
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert set(ready.json()["models"]) == {f"{m}/{v}" for m, v in NEWEST.items()} | {f"{VAE}/1"}
+    assert set(ready.json()["models"]) == {f"{m}/{v}" for m, v in NEWEST.items()} | {f"{VAE}/1", f"{BETA_VAE}/1"}
     assert client.get(f"/v1/models/{VAE}").json()["versions"] == [1, 2]
 
 
@@ -77,9 +80,10 @@ def test_the_bundled_vqvae_reads_back_as_its_torch_models() -> None:
     assert np.abs(logits - graphs["prior"].run(None, {"codes": codes})[0]).max() <= 1e-4
 
 
-def pixels(client: TestClient, path: str, body: dict) -> np.ndarray:
+def pixels(client: TestClient, path: str, body: dict, version: int | None = None) -> np.ndarray:
     """The (N, H, W) pixels a route answers with ?format=array (the bundled models are greyscale)."""
-    return np.array(client.post(path, json=body, params={"format": "array"}).json()["arrays"])[:, 0]
+    query = {"format": "array"} | ({"version": version} if version else {})
+    return np.array(client.post(path, json=body, params=query).json()["arrays"])[:, 0]
 
 
 def samples_and_reconstructions(client: TestClient, model: str) -> tuple[np.ndarray, np.ndarray]:
@@ -135,3 +139,26 @@ def test_the_frey_vqvae_meets_its_target_and_serves_faces(client: TestClient) ->
     files = {"images": ("photo.jpg", buffer.getvalue(), "image/jpeg")}
     encoded = client.post(f"/v1/models/{FREY_VQVAE}/encode?resize=crop", files=files).json()
     assert np.asarray(encoded["codes"]).shape == (1, 7, 5) and encoded["resize"]["from"] == [[3, 480, 640]]
+
+
+def test_the_conditional_vae_draws_each_digit_s_style_as_every_class(client: TestClient) -> None:
+    """The analogy through the service: each gallery digit's posterior mean decoded as 0..9, then classified."""
+    bundled = manifest(CVAE)
+    assert bundled["decoder_labels"] == 10 and bundled["metrics"]["analogy_accuracy"] >= 0.95
+    files = [("images", (path.name, path.read_bytes(), "image/png")) for path in GALLERY_DIGITS]
+    means = client.post(f"/v1/models/{CVAE}/encode", files=files).json()["mean"]
+    rows = [pixels(client, f"/v1/models/{CVAE}/decode", {"latents": [z], "labels": list(range(10))}) for z in means]
+    drawn = torch.from_numpy(np.concatenate(rows)[:, None]).float()  # (100, 1, 28, 28), row by row
+    classifier = load_model(REPO / "training" / "weights" / "mnist-classifier.pt", "classifier")
+    predicted = predict_probabilities(classifier, drawn).argmax(1).numpy()
+    assert len(means) == 10 and (predicted == np.tile(np.arange(10), 10)).mean() >= 0.9
+
+
+def test_the_beta_vae_keeps_fewer_nats_in_z_than_its_beta_1_twin(client: TestClient) -> None:
+    beta_4, beta_1 = manifest(BETA_VAE), manifest(BETA_VAE, 1)
+    assert beta_4["latent_shape"] == beta_1["latent_shape"] == [10]
+    assert beta_4["metrics"]["kl"] < beta_1["metrics"]["kl"] and beta_1["metrics"]["nll"] < beta_4["metrics"]["nll"]
+    body = {"latent": [0.0] * 10, "dimension": 0, "steps": 5}
+    swept = {v: pixels(client, f"/v1/models/{BETA_VAE}/traverse", body, v) for v in (1, 2)}
+    for images in swept.values():  # one dimension swept from -3 to 3 changes the picture
+        assert images.shape == (5, 28, 28) and np.abs(images[0] - images[-1]).mean() > 0.02

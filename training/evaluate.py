@@ -206,6 +206,7 @@ def evaluate_vae(options: EvaluateOptions) -> dict:
         "images": len(test),
         "metrics": metrics,
         "kl_per_dimension": statistics.kl_per_dimension,
+        "activity_per_dimension": statistics.activity_per_dimension,
         "method": NLL_METHOD.format(images=len(test), on=options.on, data=described, k=options.importance_samples),
         "vae": options.vae,
         "data": splits.name,

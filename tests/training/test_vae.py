@@ -215,6 +215,7 @@ def test_statistics_count_active_units() -> None:
     images = torch.rand(64, 1, 28, 28)
     statistics = vae_statistics(model, ImageSet(images, torch.zeros(64, dtype=torch.long)), torch.device("cpu"))
     assert statistics.active_units == 1 and statistics.collapsed_dimensions == 2
+    assert statistics.activity_per_dimension[0] > 0.01 and max(statistics.activity_per_dimension[1:]) < 1e-10
 
 
 def test_analogies_draw_each_image_s_posterior_mean_as_every_class() -> None:

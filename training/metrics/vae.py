@@ -80,6 +80,7 @@ class VAEStatistics:
     reconstruction: float  # E_q log p(x|z), nats per image
     kl: float  # nats per image
     kl_per_dimension: list[float]
+    activity_per_dimension: list[float]  # Cov_x E[z_u | x], which active units threshold
     active_units: int
     collapsed_dimensions: int
 
@@ -123,6 +124,7 @@ def vae_statistics(model: VAE, data: ImageSet, device: torch.device, batch_size:
         reconstruction=reconstruction / n,
         kl=kl_per_dimension.sum().item(),
         kl_per_dimension=kl_per_dimension.tolist(),
+        activity_per_dimension=activity.tolist(),
         active_units=int((activity > ACTIVE_UNIT_THRESHOLD).sum()),
         collapsed_dimensions=int((kl_per_dimension < COLLAPSED_KL).sum()),
     )
