@@ -193,7 +193,8 @@ def evaluate_vae(options: EvaluateOptions) -> dict:
     device = pick_device(options.device)
     model: VAE = load_model(options.vae, "vae", device)
     splits = load_splits(options, options.seed, model.config.image_shape)
-    test = fixed_evaluation_set(model, options.measured(splits), seed=options.seed)
+    measured = options.measured(splits)
+    test = fixed_evaluation_set(model, measured, seed=options.seed)
     statistics = vae_statistics(model, test, device)
     metrics = statistics.as_metrics() | {"nll": importance_sampled_nll(model, test, device, options.importance_samples)}
     described = (
@@ -212,7 +213,7 @@ def evaluate_vae(options: EvaluateOptions) -> dict:
         "data": splits.name,
     }
     if model.config.num_classes:
-        score_analogies(model, options.measured(splits), options, report, device)
+        score_analogies(model, measured, options, report, device)
     return write_report(report, options.out)
 
 
