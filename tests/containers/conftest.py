@@ -8,7 +8,6 @@ without one they are skipped, saying so. Containers reach only this machine: use
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tools.local_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = shutil.which("docker", path="/usr/bin") or shutil.which("docker") or "docker"
@@ -51,12 +52,6 @@ def docker(*args: str, check: bool = True, timeout: float = 600, **kwargs) -> su
 def build(tag: str, *args: str) -> str:
     docker("build", "--network", "host", "-t", tag, *args, str(ROOT), timeout=1800)
     return tag
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(url: str, timeout: float = 120) -> None:
