@@ -1,0 +1,88 @@
+"""Bulk encode, the CLI's path: requests of 64 images (PNGs in JSON, as `latentgen encode` sends them) to the
+service, against the same encoder run in-process by onnxruntime at the same batch with the service's thread
+settings. The two alternate, one at a time, so that neither takes the other's cores; each round prints images per
+second of both and their ratio, and the last line their medians.
+
+    python -m bench.bulk [--model mnist-vqvae] [--batch 64] [--rounds 5] [--seconds 5] [--in-flight 1]
+"""
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+
+from client.images import images_payload
+from service.config import Settings
+from service.package import session_options
+from tools.local_server import serving
+
+MODELS = Path(__file__).resolve().parents[1] / "exported_models"
+
+
+def images_per_second(encode_batch: Callable[[], None], batch: int, seconds: float) -> float:
+    encode_batch()  # warm-up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        encode_batch()
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+def newest_package(model: str) -> Path:
+    return max((MODELS / model).iterdir(), key=lambda folder: int(folder.name) if folder.name.isdigit() else -1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mnist-vqvae")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--in-flight", type=int, default=1, help="requests kept in flight (the CLI keeps one)")
+    args = parser.parse_args()
+    package = newest_package(args.model)
+    manifest = json.loads((package / "manifest.json").read_text())
+    channels, height, width = manifest["image_shape"]
+    pixels = np.random.default_rng(0).integers(0, 256, (args.batch, height, width, channels), dtype=np.uint8)
+    body = json.dumps(images_payload(pixels[..., 0] if channels == 1 else pixels)).encode()
+
+    graph = manifest["graphs"]["encoder"]
+    session = ort.InferenceSession(
+        str(package / graph["file"]), sess_options=session_options(Settings()), providers=["CPUExecutionProvider"]
+    )
+    feed = {graph["inputs"][0]["name"]: pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255}
+    print(f"{args.model} version {package.name}, {args.batch} images per request, {args.in_flight} in flight, "
+          f"onnxruntime {ort.__version__}")  # fmt: skip
+
+    ratios = []
+    with (
+        serving(capture=False, LOG_LEVEL="warning") as (url, _),
+        httpx.Client(base_url=url, timeout=120) as http,
+        ThreadPoolExecutor(args.in_flight) as pool,
+    ):
+        route = f"/v1/models/{args.model}/encode"
+        headers = {"content-type": "application/json"}
+
+        def one_request(_: object = None) -> None:
+            http.post(route, content=body, headers=headers).raise_for_status()
+
+        def through_service() -> None:
+            list(pool.map(one_request, range(args.in_flight)))
+
+        for round_ in range(1, args.rounds + 1):
+            alone = images_per_second(lambda: session.run(None, feed), args.batch, args.seconds)
+            served = images_per_second(through_service, args.batch * args.in_flight, args.seconds)
+            ratios.append(served / alone)
+            print(f"round {round_}: in-process {alone:.0f} images/s, service {served:.0f} images/s, {ratios[-1]:.2f}x")
+    print(f"median: the service at {statistics.median(ratios):.2f}x in-process onnxruntime")
+
+
+if __name__ == "__main__":
+    main()
