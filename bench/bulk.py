@@ -12,7 +12,6 @@ import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -20,10 +19,8 @@ import onnxruntime as ort
 
 from client.images import images_payload
 from service.config import Settings
-from service.package import session_options
+from service.registry import Registry
 from tools.local_server import serving
-
-MODELS = Path(__file__).resolve().parents[1] / "exported_models"
 
 
 def images_per_second(encode_batch: Callable[[], None], batch: int, seconds: float) -> float:
@@ -35,10 +32,6 @@ def images_per_second(encode_batch: Callable[[], None], batch: int, seconds: flo
     return done / (time.perf_counter() - started)
 
 
-def newest_package(model: str) -> Path:
-    return max((MODELS / model).iterdir(), key=lambda folder: int(folder.name) if folder.name.isdigit() else -1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mnist-vqvae")
@@ -47,18 +40,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--in-flight", type=int, default=1, help="requests kept in flight (the CLI keeps one)")
     args = parser.parse_args()
-    package = newest_package(args.model)
-    manifest = json.loads((package / "manifest.json").read_text())
-    channels, height, width = manifest["image_shape"]
+    # The service's own encoder session, the package and settings it serves with (no batcher: the graph alone).
+    registry = Registry(Settings(MAX_BATCH_SIZE=1))
+    registry.load()
+    model = registry.get(args.model)
+    channels, height, width = model.manifest.image_shape
     pixels = np.random.default_rng(0).integers(0, 256, (args.batch, height, width, channels), dtype=np.uint8)
     body = json.dumps(images_payload(pixels[..., 0] if channels == 1 else pixels)).encode()
-
-    graph = manifest["graphs"]["encoder"]
-    session = ort.InferenceSession(
-        str(package / graph["file"]), sess_options=session_options(Settings()), providers=["CPUExecutionProvider"]
-    )
-    feed = {graph["inputs"][0]["name"]: pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255}
-    print(f"{args.model} version {package.name}, {args.batch} images per request, {args.in_flight} in flight, "
+    feed = {"image": pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255}
+    print(f"{args.model} version {model.version}, {args.batch} images per request, {args.in_flight} in flight, "
           f"onnxruntime {ort.__version__}")  # fmt: skip
 
     ratios = []
@@ -77,7 +67,7 @@ def main() -> None:
             list(pool.map(one_request, range(args.in_flight)))
 
         for round_ in range(1, args.rounds + 1):
-            alone = images_per_second(lambda: session.run(None, feed), args.batch, args.seconds)
+            alone = images_per_second(lambda: model.run("encoder", feed), args.batch, args.seconds)
             served = images_per_second(through_service, args.batch * args.in_flight, args.seconds)
             ratios.append(served / alone)
             print(f"round {round_}: in-process {alone:.0f} images/s, service {served:.0f} images/s, {ratios[-1]:.2f}x")

@@ -16,7 +16,7 @@ import yaml
 
 from service.config import Settings
 from tests.deploy.test_dockerfile import healthcheck
-from tools.local_server import free_port
+from tools.local_server import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -140,7 +140,8 @@ class Replica:
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy is not installed")
 def test_haproxy_retries_a_request_that_a_stopping_replica_drops_unread(tmp_path: Path) -> None:
     """The configuration's defaults in front of two replicas, one dropping every 5th connection unread: every
-    request of a kept-alive client is answered (without `option http-buffer-request` about 1 in 25 was lost)."""
+    request of a kept-alive client is answered (without `option http-buffer-request`, 1 to 14 of the 200 were lost
+    in six runs)."""
     defaults = HAPROXY.read_text().split("\ndefaults\n")[1].split("\nresolvers ")[0]
     replicas = [Replica(drop_every=5), Replica()]
     port = free_port()
@@ -151,8 +152,8 @@ def test_haproxy_retries_a_request_that_a_stopping_replica_drops_unread(tmp_path
     balancer = subprocess.Popen(["haproxy", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         statuses = Counter()
+        wait_until_ready(f"http://127.0.0.1:{port}", balancer)  # the replicas answer any path
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            wait_until_listening(port)
             for _ in range(200):
                 try:
                     statuses[http.post("/v1/models/m/decode", json={"codes": [[0]]}).status_code] += 1
@@ -165,10 +166,3 @@ def test_haproxy_retries_a_request_that_a_stopping_replica_drops_unread(tmp_path
             replica.close()
     assert replicas[0].dropped >= 10, replicas[0].dropped
     assert statuses == {200: 200}, statuses
-
-
-def wait_until_listening(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while socket.socket().connect_ex(("127.0.0.1", port)):
-        assert time.monotonic() < deadline, "haproxy did not start"
-        time.sleep(0.05)
