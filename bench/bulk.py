@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--in-flight", type=int, default=1, help="requests kept in flight (the CLI keeps one)")
     args = parser.parse_args()
+    if min(args.batch, args.rounds, args.in_flight) < 1 or args.seconds <= 0:
+        parser.error("--batch, --rounds, --in-flight and --seconds must be positive")
     # The service's own encoder session, the package and settings it serves with (no batcher: the graph alone).
     registry = Registry(Settings(MAX_BATCH_SIZE=1))
     registry.load()
