@@ -23,8 +23,9 @@ from training.metrics.samples import predict_probabilities
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "exported_models"
 VQVAE, VAE, VAE_2D, CVAE, BETA_VAE = "mnist-vqvae", "mnist-vae", "mnist-vae-2d", "mnist-cvae", "mnist-beta-vae"
-FREY_VQVAE, FREY_VAE = "frey-vqvae", "frey-vae"
+FREY_VQVAE, FREY_VAE, CIFAR_VQVAE = "frey-vqvae", "frey-vae", "cifar10-vqvae"
 GALLERY_DIGITS = sorted((REPO / "docs" / "gallery" / "digits").glob("*.png"))  # the first test digit of each class
+CIFAR_TEST_IMAGES = sorted((REPO / "docs" / "models" / "cifar10").glob("test-*.png"))  # the first of each class
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-NEWEST = {VQVAE: 5, VAE: 2, VAE_2D: 1, CVAE: 1, BETA_VAE: 2, FREY_VQVAE: 1, FREY_VAE: 1}
+NEWEST = {VQVAE: 5, VAE: 2, VAE_2D: 1, CVAE: 1, BETA_VAE: 2, FREY_VQVAE: 1, FREY_VAE: 1, CIFAR_VQVAE: 1}
 
 
 def manifest(model: str, version: int | None = None) -> dict:
@@ -162,3 +163,24 @@ def test_the_beta_vae_keeps_fewer_nats_in_z_than_its_beta_1_twin(client: TestCli
     swept = {v: pixels(client, f"/v1/models/{BETA_VAE}/traverse", body, v) for v in (1, 2)}
     for images in swept.values():  # one dimension swept from -3 to 3 changes the picture
         assert images.shape == (5, 28, 28) and np.abs(images[0] - images[-1]).mean() > 0.02
+
+
+def test_the_cifar_vqvae_reconstructs_test_photos_and_samples_a_chosen_class(client: TestClient) -> None:
+    bundled = manifest(CIFAR_VQVAE)
+    assert bundled["image_shape"] == [3, 32, 32] and bundled["latent_shape"][1:] == [8, 8]
+    assert bundled["prior"] == {"conditional": True, "num_classes": 10, "labels_optional": True}
+    assert bundled["metrics"]["psnr"] >= 24.5 and bundled["metrics"]["codebook_usage"] >= 0.95
+    files = [("images", (path.name, path.read_bytes(), "image/png")) for path in CIFAR_TEST_IMAGES]
+    again = client.post(f"/v1/models/{CIFAR_VQVAE}/reconstruct?format=array", files=files).json()["arrays"]
+    sent = np.stack(
+        [np.asarray(Image.open(path), dtype=np.float32).transpose(2, 0, 1) / 255 for path in CIFAR_TEST_IMAGES]
+    )
+    assert len(CIFAR_TEST_IMAGES) == 10 and 10 * np.log10(1 / np.mean((np.asarray(again) - sent) ** 2)) >= 22
+    labelled = client.post(f"/v1/models/{CIFAR_VQVAE}/sample?format=array", json={"n": 2, "seed": 0, "labels": [3, 8]})
+    unlabelled = client.post(f"/v1/models/{CIFAR_VQVAE}/sample?format=array", json={"n": 2, "seed": 0})
+    assert (
+        np.asarray(labelled.json()["arrays"]).shape == np.asarray(unlabelled.json()["arrays"]).shape == (2, 3, 32, 32)
+    )
+    assert labelled.json()["codes"] != unlabelled.json()["codes"]  # the label reaches the prior
+    wrong = client.post(f"/v1/models/{CIFAR_VQVAE}/sample", json={"n": 1, "labels": [10]})
+    assert wrong.status_code == 422 and "10" in wrong.json()["error"]["message"]
