@@ -1,12 +1,14 @@
 """Bulk encode, the CLI's path: requests of 64 images (PNGs in JSON, as `latentgen encode` sends them) to the
 service, against the same encoder run in-process by onnxruntime at the same batch with the service's thread
-settings. The two alternate, one at a time, so that neither takes the other's cores; each round prints images per
-second of both and their ratio, and the last line their medians.
+settings. The service is driven twice: by httpx, the client the CLI uses, and by a raw keep-alive socket (the
+service alone, without the client's own CPU on the same cores). The three alternate, one at a time, so that none
+takes another's cores; each round prints images per second of each and the ratios, and the last line their medians.
 
     python -m bench.bulk [--model mnist-vqvae] [--batch 64] [--rounds 5] [--seconds 5] [--in-flight 1]
 """
 
 import argparse
+import asyncio
 import json
 import statistics
 import time
@@ -17,6 +19,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 
+from bench.serving import closed_loop, post
 from client.images import images_payload
 from service.config import Settings
 from service.registry import Registry
@@ -53,7 +56,7 @@ def main() -> None:
     print(f"{args.model} version {model.version}, {args.batch} images per request, {args.in_flight} in flight, "
           f"onnxruntime {ort.__version__}")  # fmt: skip
 
-    ratios = []
+    ratios: dict[str, list[float]] = {"httpx": [], "raw": []}
     with (
         serving(capture=False, LOG_LEVEL="warning") as (url, _),
         httpx.Client(base_url=url, timeout=120) as http,
@@ -68,12 +71,25 @@ def main() -> None:
         def through_service() -> None:
             list(pool.map(one_request, range(args.in_flight)))
 
+        def over_raw_sockets() -> float:
+            started = time.perf_counter()
+            latencies, statuses = asyncio.run(closed_loop(url, raw_request, args.in_flight, args.seconds))
+            if set(statuses) != {200}:
+                raise RuntimeError(f"the service answered {statuses}")
+            return len(latencies) * args.batch / (time.perf_counter() - started)
+
+        raw_request = post(url, route, body, "application/json")
+        over_raw_sockets()  # warm-up
         for round_ in range(1, args.rounds + 1):
             alone = images_per_second(lambda: model.run("encoder", feed), args.batch, args.seconds)
             served = images_per_second(through_service, args.batch * args.in_flight, args.seconds)
-            ratios.append(served / alone)
-            print(f"round {round_}: in-process {alone:.0f} images/s, service {served:.0f} images/s, {ratios[-1]:.2f}x")
-    print(f"median: the service at {statistics.median(ratios):.2f}x in-process onnxruntime")
+            raw = over_raw_sockets()
+            ratios["httpx"].append(served / alone)
+            ratios["raw"].append(raw / alone)
+            print(f"round {round_}: in-process {alone:.0f} images/s; service via httpx {served:.0f} images/s "
+                  f"({served / alone:.2f}x), via a raw socket {raw:.0f} images/s ({raw / alone:.2f}x)")  # fmt: skip
+    print(f"median: the service at {statistics.median(ratios['httpx']):.2f}x in-process onnxruntime via httpx, "
+          f"{statistics.median(ratios['raw']):.2f}x via a raw socket")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class EvaluateOptions(DataOptions):
     analogies: int = 100  # images of the measured split drawn as every class (a class-conditional VAE)
     vae: str = ""  # evaluate this VAE checkpoint instead of a VQ-VAE and its prior
     importance_samples: int = 5000  # k for the VAE's importance-sampled NLL
+    images: int = 0  # measure only the first N images of the split (0: all of them); the report says how many
     temperature: float = 1.0
     seed: int = 0
     device: str = "auto"
@@ -51,11 +52,19 @@ class EvaluateOptions(DataOptions):
         """The split these options measure."""
         if self.on not in ("test", "validation"):
             raise ValueError(f"--on takes test or validation, got {self.on!r}")
-        return splits.test if self.on == "test" else splits.val
+        if self.images < 0:
+            raise ValueError(f"--images takes a count of images (0: all of them), got {self.images}")
+        split = splits.test if self.on == "test" else splits.val
+        return ImageSet(split.images[: self.images], split.labels[: self.images]) if self.images else split
+
+    def described(self, measured: ImageSet, splits: Splits) -> str:
+        """How many images were measured, for the report's method: "10000 test" or "first 1000 of 10000 test"."""
+        whole = len(splits.test if self.on == "test" else splits.val)
+        return f"{whole} {self.on}" if len(measured) == whole else f"first {len(measured)} of {whole} {self.on}"
 
 
 EVALUATION_METHOD = (
-    "`latentgen-train evaluate` on the {images} {on} images ({split}); bits_per_dim: the prior's bits for the "
+    "`latentgen-train evaluate` on the {images} images ({split}); bits_per_dim: the prior's bits for the "
     "image's codes plus -log2 p(x | codes) under a Gaussian decoder whose variance is the validation MSE, on "
     "uniformly dequantized 8-bit pixels, per dimension; {score}"
 )
@@ -114,7 +123,7 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
     if skipped:
         report["sample_score"] = f"skipped: {skipped}"
         report["method"] = EVALUATION_METHOD.format(
-            images=len(test), on=options.on, split=splits.split, score=report["sample_score"]
+            images=options.described(test, splits), split=splits.split, score=report["sample_score"]
         )
         return write_report(report, options.out)
     classifier: Classifier = load_model(options.classifier, "classifier", device)
@@ -151,7 +160,7 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
         score += LABEL_METHOD
     if prior.config.no_label is not None:
         score += UNLABELLED_METHOD.format(n=options.samples)
-    report["method"] = EVALUATION_METHOD.format(images=len(test), on=options.on, split=splits.split, score=score)
+    report["method"] = EVALUATION_METHOD.format(images=options.described(test, splits), split=splits.split, score=score)
     return write_report(report, options.out)
 
 
@@ -182,7 +191,7 @@ def write_report(report: dict, out: str) -> dict:
 
 
 NLL_METHOD = (
-    "`python -m training evaluate --vae` on the {images} {on} images, {data}; NLL: importance sampling with "
+    "`python -m training evaluate --vae` on the {images} images, {data}; NLL: importance sampling with "
     "k = {k} samples per image from q(z|x) (Burda et al. 2015); ELBO, KL and active units (Cov_x E[z_u|x] > 0.01) "
     "from one posterior sample per image"
 )
@@ -208,7 +217,9 @@ def evaluate_vae(options: EvaluateOptions) -> dict:
         "metrics": metrics,
         "kl_per_dimension": statistics.kl_per_dimension,
         "activity_per_dimension": statistics.activity_per_dimension,
-        "method": NLL_METHOD.format(images=len(test), on=options.on, data=described, k=options.importance_samples),
+        "method": NLL_METHOD.format(
+            images=options.described(measured, splits), data=described, k=options.importance_samples
+        ),
         "vae": options.vae,
         "data": splits.name,
     }

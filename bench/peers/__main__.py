@@ -1,6 +1,7 @@
-"""The service against the servers users would pick instead, side by side in one run: MLServer, LitServe and
-BentoML, each serving the bundled mnist-vqvae encoder with onnxruntime on the CPU (one intra-op thread, as ours)
-and its own recommended dynamic batching, each in its own virtual environment made here from PyPI (.peers/).
+"""The service against the servers users would pick instead, side by side in one run: MLServer, LitServe,
+BentoML and KServe's Python ModelServer, each serving the bundled mnist-vqvae encoder with onnxruntime on the CPU
+(one intra-op thread, as ours) and its own recommended dynamic batching (KServe's Python server has none), each in
+its own virtual environment made here from PyPI (.peers/).
 
     python -m bench.peers [--seconds 8] [--rounds 2] [--concurrency 1 8 32]     (make bench-peers)
 
@@ -35,7 +36,12 @@ ROOT = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).parent / "apps"
 VENVS = ROOT / ".peers"
 GRPC_PORT = free_port()
-PEERS = {"mlserver": "mlserver==1.7.1", "litserve": "litserve==0.2.19", "bentoml": "bentoml==1.4.40"}
+PEERS = {
+    "mlserver": "mlserver==1.7.1",
+    "litserve": "litserve==0.2.19",
+    "bentoml": "bentoml==1.4.40",
+    "kserve": "kserve==0.21.0",
+}
 RUNTIME = ["onnxruntime", "numpy", "pillow"]
 
 
@@ -91,14 +97,14 @@ def oip_body() -> bytes:
     return json.dumps({"inputs": [tensor], "outputs": [{"name": "codes"}]}).encode()
 
 
-def binary_request(url: str) -> bytes:
+def binary_request(url: str, path: str = "/v2/models/mnist-vqvae.encoder/infer") -> bytes:
     """The same request with the tensor in the binary extension's tail, as tritonclient sends it by default."""
     image = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32).round(4)
     header = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
                           "parameters": {"binary_data_size": image.nbytes}}],
               "outputs": [{"name": "codes", "parameters": {"binary_data": True}}]}  # fmt: skip
     head = json.dumps(header).encode()
-    request = post(url, "/v2/models/mnist-vqvae.encoder/infer", head + image.tobytes(), "application/octet-stream")
+    request = post(url, path, head + image.tobytes(), "application/octet-stream")
     return request.replace(b"\r\n\r\n", f"\r\ninference-header-content-length: {len(head)}\r\n\r\n".encode(), 1)
 
 
@@ -129,7 +135,7 @@ async def grpc_loop(concurrency: int, seconds: float) -> tuple[list[float], dict
 
 def servers(encoder: Path) -> list[Server]:
     """Each server on its own port (a stopped one's port may linger), with its prepared requests."""
-    ports = {name: free_port() for name in ("latentgen", "mlserver", "litserve", "bentoml")}
+    ports = {name: free_port() for name in ("latentgen", *PEERS)}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     png = digit_png()
     boundary = "peers"
@@ -209,7 +215,18 @@ def servers(encoder: Path) -> list[Server]:
         peer_env,
         APPS,
     )
-    return [ours, mlserver, litserve, bentoml]
+    kserve = Server(
+        "kserve",
+        ports["kserve"],
+        [str(VENVS / "kserve" / "bin" / "python"), str(APPS / "kserve_model.py")],
+        "/v2/health/ready",
+        {
+            "v2-json": post(urls["kserve"], "/v2/models/encoder/infer", oip_body(), "application/json"),
+            "v2-binary": binary_request(urls["kserve"], "/v2/models/encoder/infer"),
+        },
+        peer_env | {"PEER_PORT": str(ports["kserve"]), "PEER_GRPC_PORT": str(free_port())},
+    )
+    return [ours, mlserver, litserve, bentoml, kserve]
 
 
 def wait(url: str, process: subprocess.Popen, timeout: float = 180) -> None:

@@ -13,6 +13,7 @@ from training.evaluate import EvaluateOptions, evaluate_vae
 from training.export.package import ExportOptions
 from training.export.vae import export_vae
 from training.metrics.vae import (
+    VAEStatistics,
     analogies,
     bits_per_dimension,
     importance_sampled_log_likelihood,
@@ -173,6 +174,31 @@ def test_collapse_monitor_fires_when_the_decoder_does_not_need_z(
         assert final["kl"] > 1.0  # log 10 nats would name the class exactly
 
 
+def statistics_with(kl_per_dimension: list[float], data_dimensions: int = 784) -> VAEStatistics:
+    kl = sum(kl_per_dimension)
+    return VAEStatistics(
+        elbo=-90.0, reconstruction=kl - 90.0, kl=kl, kl_per_dimension=kl_per_dimension,
+        activity_per_dimension=[1.0] * len(kl_per_dimension), active_units=len(kl_per_dimension),
+        collapsed_dimensions=0, data_dimensions=data_dimensions,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kl_per_dimension", "warns"),
+    [
+        ([0.85, 0.27] + [0.03] * 14, True),  # the PixelCNN-decoder VAE without free bits: 1.5 nats in z
+        ([0.5] * 16, False),  # the same with free bits of 0.5 nats: 8 nats, every dimension at the floor
+        ([3.1, 3.0], False),  # mnist-vae-2d: 6 nats in two dimensions
+        ([2.5] * 10 + [0.0] * 10, False),  # a VAE that uses half its dimensions (inactive units, not collapse)
+    ],
+)
+def test_the_monitor_warns_of_near_collapse_only(kl_per_dimension: list[float], warns: bool) -> None:
+    warning = statistics_with(kl_per_dimension).collapse_warning()
+    assert (warning is not None) == warns
+    if warns:
+        assert "14 of 16 latent dimensions under 0.1 nats" in warning
+
+
 def test_the_autoregressive_decoder_is_a_normalised_distribution_over_images() -> None:
     """Summed over all 2^16 binary 4x4 images, p(x|z) is 1 for each z: the masks let no pixel see itself or
     a later one. And z with a leading sample axis gives each sample's likelihood."""
@@ -242,4 +268,18 @@ def test_evaluation_scores_a_conditional_vae_s_analogies(tiny_pipeline: TinyPipe
     assert evaluate_vae(options)["analogy_score"].startswith("skipped: no classifier")
     options.on = "train"
     with pytest.raises(ValueError, match="--on takes test or validation"):
+        evaluate_vae(options)
+
+
+def test_evaluation_can_measure_the_first_images_of_a_split(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
+    """A decoder that draws pixel by pixel makes k = 5000 on every test image too slow: --images measures fewer."""
+    options = EvaluateOptions(
+        data=DATA, vae=str(tiny_pipeline.root / "cvae" / "best.pt"), importance_samples=4, images=7, device="cpu",
+        out=str(tmp_path / "evaluation.json"),
+    )  # fmt: skip
+    report = evaluate_vae(options)
+    whole = report["method"].split("first 7 of ")[1].split(" test images")[0]
+    assert report["images"] == 7 and int(whole) > 7
+    options.images = -1
+    with pytest.raises(ValueError, match="--images takes a count"):
         evaluate_vae(options)
