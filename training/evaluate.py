@@ -54,12 +54,15 @@ class EvaluateOptions(DataOptions):
             raise ValueError(f"--on takes test or validation, got {self.on!r}")
         if self.images < 0:
             raise ValueError(f"--images takes a count of images (0: all of them), got {self.images}")
-        split = splits.test if self.on == "test" else splits.val
+        split = self.whole_split(splits)
         return ImageSet(split.images[: self.images], split.labels[: self.images]) if self.images else split
+
+    def whole_split(self, splits: Splits) -> ImageSet:
+        return splits.test if self.on == "test" else splits.val
 
     def described(self, measured: ImageSet, splits: Splits) -> str:
         """How many images were measured, for the report's method: "10000 test" or "first 1000 of 10000 test"."""
-        whole = len(splits.test if self.on == "test" else splits.val)
+        whole = len(self.whole_split(splits))
         return f"{whole} {self.on}" if len(measured) == whole else f"first {len(measured)} of {whole} {self.on}"
 
 
