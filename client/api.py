@@ -224,10 +224,12 @@ class Client:
         version: int | None = None,
         exact: bool = False,
         grid: bool = False,
+        guidance: float | None = None,
     ) -> Images | Image.Image:
-        """Samples from the prior; `codes` + `mask` (true = resample) complete a partial code grid."""
+        """Samples from the prior; `codes` + `mask` (true = resample) complete a partial code grid. `guidance`: the
+        classifier-free guidance of labelled samples (None: the package's default)."""
         body = {"n": n, "seed": seed, "temperature": temperature, "top_k": top_k, "labels": labels}
-        body |= {"codes": codes, "mask": mask}
+        body |= {"codes": codes, "mask": mask, "guidance": guidance}
         return self.images(model, "sample", body, version, exact, grid)
 
     def interpolate(

@@ -9,7 +9,9 @@ import argparse
 import os
 import random
 import sys
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,29 @@ from contract.errors import ServiceError
 DEFAULT_MODEL = "mnist-vqvae"
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def batched(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def load_images(paths: Sequence[Path], root: Path, shape: Sequence[int], skipped: list[str]) -> tuple[list, list[str]]:
+    """The files that open as images (converted to the model's shape), with their names under `root`; the others
+    go to `skipped` with the reason."""
+    loaded, names = [], []
+    for path in paths:
+        try:
+            loaded.append(pictures.load(path, shape))
+            names.append(path.relative_to(root).as_posix())
+        except OSError as error:
+            skipped.append(f"{path}: {error}")
+    return loaded, names
 
 
 def encode(client: Client, args: argparse.Namespace) -> None:
@@ -39,27 +61,38 @@ def encode(client: Client, args: argparse.Namespace) -> None:
     seen = {entry["file"] for entry in done}
     root = Path(args.folder)
     todo = [path for path in pictures.image_files(root) if path.relative_to(root).as_posix() not in seen]
-    skipped = []
-    with tqdm(total=len(done) + len(todo), initial=len(done), unit="image", disable=args.quiet) as bar:
+    skipped: list[str] = []
+
+    def store_rows(request: Future | None, names: list[str]) -> None:
+        if request is None:
+            return
+        result = request.result()
+        start = len(done)
+        entries = [
+            {"row": start + i, "file": name, "model": info["model"], "version": info["version"]}
+            for i, name in enumerate(names)
+        ]
+        store.append(result.codes if info["kind"] == "vqvae" else result.mean, entries)
+        done.extend(entries)
+
+    # Requests stay `--in-flight` deep, so the service encodes one batch while the next is read and sent; rows are
+    # stored in the files' order, as each request comes back.
+    with (
+        tqdm(total=len(done) + len(todo), initial=len(done), unit="image", disable=args.quiet) as bar,
+        ThreadPoolExecutor(args.in_flight) as pool,
+    ):
+        pending: deque[tuple[Future | None, list[str], int]] = deque()
         for batch in batched(todo, args.batch_size):
-            loaded, names = [], []
-            for path in batch:
-                try:
-                    loaded.append(pictures.load(path, info["manifest"]["image_shape"]))
-                    names.append(path.relative_to(root).as_posix())
-                except OSError as error:
-                    skipped.append(f"{path}: {error}")
-            if loaded:
-                result = client.encode(info["model"], loaded, version=info["version"])
-                rows = result.codes if info["kind"] == "vqvae" else result.mean
-                start = len(done)
-                entries = [
-                    {"row": start + i, "file": name, "model": info["model"], "version": info["version"]}
-                    for i, name in enumerate(names)
-                ]
-                store.append(rows, entries)
-                done += entries
-            bar.update(len(batch))
+            loaded, names = load_images(batch, root, info["manifest"]["image_shape"], skipped)
+            request = pool.submit(client.encode, info["model"], loaded, version=info["version"]) if loaded else None
+            pending.append((request, names, len(batch)))
+            while len(pending) >= args.in_flight:
+                request, names, size = pending.popleft()
+                store_rows(request, names)
+                bar.update(size)
+        for request, names, size in pending:
+            store_rows(request, names)
+            bar.update(size)
     for line in skipped:
         print(f"skipped (not an image): {line}", file=sys.stderr)
     what = "code grids" if info["kind"] == "vqvae" else "posterior means"
@@ -102,6 +135,7 @@ def sample(client: Client, args: argparse.Namespace) -> None:
         labels=labels,
         version=args.version,
         grid=True,
+        guidance=args.guidance,
     )
     pictures.scaled(grid, args.scale).save(args.out)
     print(f"{args.n} samples (seed {seed}) in {args.out}", file=sys.stderr)
@@ -186,14 +220,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="PNG/JPEG files under it, recursively (resized to the model's size if needed)")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--out", default="codes.npy", help="codes file; its index is the same name with .jsonl")
-    p.add_argument("--batch-size", type=int, default=64, help="images per request")
+    p.add_argument("--batch-size", type=positive, default=64, help="images per request")
+    p.add_argument("--in-flight", type=positive, default=2, help="requests kept in flight (1: one at a time)")
     p.set_defaults(run=encode)
 
     p = commands.add_parser("decode", parents=[common, labels], help=decode.__doc__)
     p.add_argument("codes", help="a .npy of code grids (N, h, w) or latents (N, Z)")
     p.add_argument("--model", help=f"default: the one in the codes file's index, else {DEFAULT_MODEL}")
     p.add_argument("--out", default="decoded", help="folder for the PNGs")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive, default=64)
     p.set_defaults(run=decode)
 
     p = commands.add_parser("sample", parents=[common, labels], help=sample.__doc__)
@@ -202,6 +237,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int)
+    p.add_argument("--guidance", type=float, help="classifier-free guidance of labelled samples (default: the model's)")
     p.add_argument("--scale", type=int, default=1, help="upscale the grid by this factor")
     p.add_argument("--out", default="samples.png")
     p.set_defaults(run=sample)

@@ -37,6 +37,11 @@ class PriorSpec(Strict):
     # The prior also learnt "no label" (label dropout): its graphs take the label num_classes for it, and the
     # service sends that when a request gives no labels.
     labels_optional: bool = False
+    # Classifier-free guidance w for labelled samples when a request names none (labels optional only; 0: none)
+    guidance: float = Field(0.0, ge=0)
+    # How a sample without a label is drawn (labels optional only): from the "no label" class, or from a class drawn
+    # uniformly for each sample (contract.sampling.any_classes), then as a sample of that class, guidance included
+    unlabelled: Literal["no_label", "any_class"] = "no_label"
 
 
 class Provenance(Strict):

@@ -3,8 +3,12 @@
 Each sample draws from its own random stream, seeded by (seed + index), so a sample's codes do
 not depend on how many others were drawn beside it or how requests were batched. Completion
 (inpainting in code space) samples only the masked positions and keeps the others as given.
-Seeds, temperature and top-k may also be given per row (arrays of length N): that is how the rows
-of several requests, merged into one run, each keep their own.
+Seeds, temperature, top-k and guidance may also be given per row (arrays of length N): that is how the
+rows of several requests, merged into one run, each keep their own.
+
+Classifier-free guidance (Ho & Salimans 2021) needs a prior that also learnt "no label" (label dropout): each
+guided row runs beside an unlabelled twin, and draws from (1 + w) x its logits - w x its twin's, which sharpens
+p(codes | label) towards codes the label explains; the twin takes the same code. Guidance 0 is plain sampling.
 """
 
 from collections.abc import Callable
@@ -27,6 +31,7 @@ def check(should_stop: StopFn | None) -> None:
 Seeds = int | np.ndarray  # one seed (row i uses seed + i) or one per row
 Temperature = float | np.ndarray
 TopK = int | None | np.ndarray  # None or 0: every code
+Guidance = float | np.ndarray  # w >= 0 (0: none)
 
 
 @dataclass
@@ -43,6 +48,12 @@ class RowSettings:
             np.broadcast_to(np.asarray(temperature, np.float64), (n,)),
             np.broadcast_to(np.asarray(0 if top_k is None else top_k, np.int64), (n,)),
         )
+
+
+def any_classes(seeds: np.ndarray, num_classes: int) -> np.ndarray:
+    """A class for each sample, uniform, from a stream of its own seed apart from its codes' stream: sampling the joint
+    p(class) p(codes | class), whose codes are a draw from the whole prior, the mixture of the classes."""
+    return np.array([np.random.default_rng([int(s), 1]).integers(num_classes) for s in seeds], np.int64)
 
 
 def probabilities(logits: np.ndarray, temperature: np.ndarray, top_k: np.ndarray) -> np.ndarray:
@@ -71,6 +82,62 @@ def draw_rows(logits: np.ndarray, rows: np.ndarray, settings: RowSettings) -> np
     return draw(probs, [settings.streams[r] for r in np.flatnonzero(rows)])
 
 
+# (logits (n, K) of the rows filled at (i, j), those rows as an (N,) mask, i, j) -> their codes (n,)
+PickFn = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
+
+
+@dataclass
+class GuidedRun:
+    """The rows a guided run computes: the N rows asked for, then an unlabelled twin of each guided one."""
+
+    codes: np.ndarray  # (N + T, h, w)
+    mask: np.ndarray  # (N + T, h, w)
+    labels: np.ndarray | None  # (N + T,)
+    rows: int  # N
+    guided: np.ndarray  # (T,) the rows with twins; row guided[t]'s twin is row N + t
+    weights: np.ndarray  # (T,) their guidance
+
+    @classmethod
+    def of(
+        cls, codes: np.ndarray, mask: np.ndarray, labels: np.ndarray | None, guidance: Guidance, no_label: int | None
+    ) -> "GuidedRun":
+        n = len(codes)
+        weights = np.broadcast_to(np.asarray(guidance, np.float64), (n,))
+        if labels is None or no_label is None:
+            if (weights > 0).any():
+                raise ValueError("guidance needs labels and a prior that learnt 'no label'")
+            return cls(codes, mask, labels, n, np.zeros(0, np.int64), np.zeros(0))
+        guided = np.flatnonzero((weights > 0) & (labels != no_label))  # an unlabelled row has nothing to guide
+        return cls(
+            np.concatenate([codes, codes[guided]]),
+            np.concatenate([mask, mask[guided]]),
+            np.concatenate([labels, np.full(len(guided), no_label, labels.dtype)]),
+            n,
+            guided,
+            weights[guided],
+        )
+
+    def pick(self, pick: PickFn) -> PickFn:
+        """`pick` for the N rows, on guided logits; each twin takes its row's code."""
+        n, guided = self.rows, self.guided
+        if not len(guided):
+            return pick
+
+        def twin_pick(logits: np.ndarray, rows: np.ndarray, i: int, j: int) -> np.ndarray:
+            every = np.zeros((len(rows), logits.shape[1]), logits.dtype)
+            every[rows] = logits
+            mixed, here = every[:n], rows[guided]  # a twin fills where its row does (the same mask)
+            weight = self.weights[here, None]
+            mixed[guided[here]] = (1 + weight) * every[guided[here]] - weight * every[n + np.flatnonzero(here)]
+            codes = np.zeros(len(rows), np.int64)
+            own = rows[:n]
+            codes[:n][own] = pick(mixed[own], own, i, j)
+            codes[n:] = codes[guided]
+            return codes[rows]
+
+        return twin_pick
+
+
 def sample_codes(
     prior: PriorFn,
     codes: np.ndarray,
@@ -80,21 +147,26 @@ def sample_codes(
     top_k: TopK = None,
     labels: np.ndarray | None = None,
     should_stop: StopFn | None = None,
+    guidance: Guidance = 0.0,
+    no_label: int | None = None,
 ) -> np.ndarray:
-    """Fills the positions where `mask` (N, h, w) is True, in raster order; returns the grids.
-    `should_stop` is asked before every step; when it says yes, ClientDisconnectedError ends the work."""
-    codes = codes.astype(np.int64, copy=True)
+    """Fills the positions where `mask` (N, h, w) is True, in raster order; returns the grids. Runs the whole prior
+    at every position. `should_stop` is asked before every step; when it says yes, ClientDisconnectedError ends
+    the work."""
     settings = RowSettings.of(len(codes), seed, temperature, top_k)
-    h, w = codes.shape[1:]
+    run = GuidedRun.of(codes, mask, labels, guidance, no_label)
+    pick = run.pick(lambda logits, rows, i, j: draw_rows(logits, rows, settings))
+    filled = run.codes.astype(np.int64, copy=True)
+    h, w = filled.shape[1:]
     for i in range(h):
         for j in range(w):
-            rows = mask[:, i, j]
+            rows = run.mask[:, i, j]
             if not rows.any():
                 continue
             check(should_stop)
-            logits = prior(codes, labels)[rows, :, i, j]
-            codes[rows, i, j] = draw_rows(logits, rows, settings)
-    return codes
+            logits = prior(filled, run.labels)[rows, :, i, j]
+            filled[rows, i, j] = pick(logits, rows, i, j)
+    return filled[: len(codes)]
 
 
 @dataclass
@@ -113,10 +185,6 @@ class CachedPrior:
     half: int  # kernel // 2
 
 
-# (logits (n, K) of the rows filled at (i, j), those rows as an (N,) mask, i, j) -> their codes (n,)
-PickFn = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
-
-
 def sample_codes_cached(
     prior: CachedPrior,
     codes: np.ndarray,
@@ -126,12 +194,15 @@ def sample_codes_cached(
     top_k: TopK = None,
     labels: np.ndarray | None = None,
     should_stop: StopFn | None = None,
+    guidance: Guidance = 0.0,
+    no_label: int | None = None,
 ) -> np.ndarray:
-    """The same draws as sample_codes (same seeds, same codes), at the cost of about one forward pass."""
+    """The same draws as sample_codes (same seeds, same codes), at the cost of about one forward pass (two for a
+    guided row)."""
     settings = RowSettings.of(len(codes), seed, temperature, top_k)
-    return fill_codes_cached(
-        prior, codes, mask, lambda logits, rows, i, j: draw_rows(logits, rows, settings), labels, should_stop
-    )
+    run = GuidedRun.of(codes, mask, labels, guidance, no_label)
+    pick = run.pick(lambda logits, rows, i, j: draw_rows(logits, rows, settings))
+    return fill_codes_cached(prior, run.codes, run.mask, pick, run.labels, should_stop)[: len(codes)]
 
 
 def fill_codes_cached(

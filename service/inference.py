@@ -10,10 +10,10 @@ its prior is the PixelCNN; a VAE's latent is z (Z,) and its prior N(0, I). `inpa
 import numpy as np
 
 from contract.errors import InvalidInputError
-from contract.sampling import StopFn
+from contract.sampling import StopFn, any_classes
 from service.batching import Feeds
 from service.package import LoadedModel
-from service.prior import draw_codes
+from service.prior import draw_codes, no_label
 
 # |latent value| accepted anywhere (latents, endpoints, traversal ends): far beyond what any trained model's encoder
 # gives, and far enough from float32's limit (3.4e38) that no interpolation or decoder layer overflows.
@@ -64,12 +64,6 @@ def label_classes(model: LoadedModel) -> int:
         return model.manifest.decoder_labels
     prior = model.manifest.prior
     return prior.num_classes if prior is not None and prior.conditional else 0
-
-
-def no_label(model: LoadedModel) -> int | None:
-    """The label a prior trained with label dropout reads as "no label" (its class count), else None."""
-    prior = model.manifest.prior
-    return prior.num_classes if model.manifest.kind == "vqvae" and prior and prior.labels_optional else None
 
 
 def check_labels(model: LoadedModel, labels: list[int] | None, n: int) -> np.ndarray | None:
@@ -191,12 +185,16 @@ def sample(
     codes: np.ndarray | None = None,
     mask: np.ndarray | None = None,
     should_stop: StopFn | None = None,
+    guidance: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Ancestral samples from the prior; with `codes` and `mask`, only masked positions are drawn.
+    """Ancestral samples from the prior; with `codes` and `mask`, only masked positions are drawn. On a prior whose
+    labels are optional, labelled samples have classifier-free guidance (`guidance`, else the package's), and a
+    sample without a label is drawn as its manifest says (prior.unlabelled), the labels drawn then returned.
     A VAE draws z ~ N(0, temperature^2 I), sample i from seed + i."""
     if temperature <= 0 or not np.isfinite(temperature):
         raise InvalidInputError("temperature must be a positive number")
     if model.manifest.kind == "vae":
+        guidance_weight(model, False, guidance)  # refused when given
         if top_k is not None or codes is not None or mask is not None:
             raise InvalidInputError("top_k, codes and mask apply to VQ-VAE code grids; a VAE samples z ~ N(0, I)")
         size = model.manifest.latent_shape[0]
@@ -204,6 +202,12 @@ def sample(
         z = z.astype(np.float32)
         return {"images": decode(model, z, labels), "latents": z}
     label_array = check_labels(model, labels, n)
+    seeds = seed + np.arange(n, dtype=np.int64)
+    drawn = labels is None and no_label(model) is not None and model.manifest.prior.unlabelled == "any_class"
+    if drawn:
+        label_array = any_classes(seeds, model.manifest.prior.num_classes)
+    labelled = labels is not None or drawn
+    weight = guidance_weight(model, labelled, guidance)
     if "prior" not in model.sessions:
         raise InvalidInputError(f"model {model.id} has no prior to sample from")
     if top_k is not None and not 1 <= top_k <= model.manifest.num_codes:
@@ -213,15 +217,30 @@ def sample(
     feeds = {
         "codes": start,
         "mask": where,
-        "seeds": seed + np.arange(n, dtype=np.int64),
+        "seeds": seeds,
         "temperature": np.full(n, temperature),
         "top_k": np.full(n, top_k or 0, np.int64),
+        "guidance": np.full(n, weight),
     } | ({} if label_array is None else {"labels": label_array})
     if sampler := model.batchers.get("sample"):
         sampled = sampler(feeds, should_stop)[0]  # merged with concurrent requests for this model
     else:
         sampled = draw_codes(model, feeds, should_stop)
-    return {"images": decode_codes(model, sampled), "codes": sampled}
+    result = {"images": decode_codes(model, sampled), "codes": sampled}
+    guided = {"guidance": weight} if labelled and no_label(model) is not None else {}
+    return result | guided | ({"labels": label_array} if drawn else {})
+
+
+def guidance_weight(model: LoadedModel, labelled: bool, guidance: float | None) -> float:
+    """The classifier-free guidance of labelled samples: as asked, else the package's; none without labels."""
+    can_guide = labelled and no_label(model) is not None
+    if guidance is not None and guidance > 0 and not can_guide:
+        raise InvalidInputError(
+            "guidance needs labels, on a VQ-VAE prior that also learnt 'no label' (manifest prior.labels_optional)"
+        )
+    if not can_guide:
+        return 0.0
+    return model.manifest.prior.guidance if guidance is None else float(guidance)
 
 
 def completion_grid(

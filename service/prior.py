@@ -23,7 +23,7 @@ class PriorGraphs(Protocol):
 
 
 # The feeds of one sampling run, all (N, ...) row-aligned; `labels` only for a class-conditional prior.
-SAMPLE_INPUTS = ("codes", "mask", "seeds", "temperature", "top_k")
+SAMPLE_INPUTS = ("codes", "mask", "seeds", "temperature", "top_k", "guidance")
 
 
 def graph_call(model: PriorGraphs, graph: str, *names: str):
@@ -53,10 +53,22 @@ def onnx_steps(model: PriorGraphs) -> CachedPrior | None:
     )
 
 
+def no_label(model: PriorGraphs) -> int | None:
+    """The label a prior trained with label dropout reads as "no label" (its class count), else None."""
+    prior = model.manifest.prior
+    return prior.num_classes if model.manifest.kind == "vqvae" and prior and prior.labels_optional else None
+
+
 def draw_codes(model: PriorGraphs, feeds: dict[str, np.ndarray], should_stop: StopFn | None = None) -> np.ndarray:
-    """Fills the masked positions of feeds["codes"] (N, h, w); every row with its own seed, temperature, top-k."""
-    rows = [feeds[name] for name in SAMPLE_INPUTS]
-    labels = feeds.get("labels")
+    """Fills the masked positions of feeds["codes"] (N, h, w); every row with its own seed, temperature, top-k and
+    guidance."""
+    codes, mask, seeds, temperature, top_k, guidance = (feeds[name] for name in SAMPLE_INPUTS)
+    given = {
+        "labels": feeds.get("labels"),
+        "should_stop": should_stop,
+        "guidance": guidance,
+        "no_label": no_label(model),
+    }
     if cached := onnx_steps(model):
-        return sample_codes_cached(cached, *rows, labels=labels, should_stop=should_stop)
-    return sample_codes(graph_call(model, "prior", "codes", "labels"), *rows, labels=labels, should_stop=should_stop)
+        return sample_codes_cached(cached, codes, mask, seeds, temperature, top_k, **given)
+    return sample_codes(graph_call(model, "prior", "codes", "labels"), codes, mask, seeds, temperature, top_k, **given)

@@ -97,6 +97,13 @@ class SampleIn(Body):
     temperature: float = Field(1.0, gt=0, le=100)
     top_k: int | None = Field(None, ge=1, lt=2**31, description="sample among the k most likely codes only (<= K)")
     labels: Labels = Field(None, description="class labels for a class-conditional prior: one, or one per sample")
+    guidance: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="classifier-free guidance w of labelled samples, on a prior whose labels are optional: "
+        "(1 + w) x the labelled logits - w x the unlabelled; default the package's (manifest prior.guidance)",
+    )
     codes: Grid | list[Grid] | None = Field(None, description="completion: a partial code grid (or one per sample)")
     mask: Mask | list[Mask] | None = Field(None, description="completion: true where codes are to be sampled")
 
@@ -159,6 +166,10 @@ class ImagesOut(ModelRef):
     codes: list[Grid] | None = None
     latents: list | None = None
     seed: int | None = None
+    guidance: float | None = Field(None, description="sample: the classifier-free guidance the labelled samples had")
+    labels: list[int] | None = Field(
+        None, description="sample without labels, prior.unlabelled any_class: the classes drawn"
+    )
     resize: dict | None = Field(None, description="with ?resize=: the mode, the model's shape, each input's shape")
 
 

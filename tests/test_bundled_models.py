@@ -34,7 +34,7 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-NEWEST = {VQVAE: 5, VAE: 2, VAE_2D: 1, CVAE: 1, BETA_VAE: 2, FREY_VQVAE: 1, FREY_VAE: 1, CIFAR_VQVAE: 1}
+NEWEST = {VQVAE: 6, VAE: 2, VAE_2D: 1, CVAE: 1, BETA_VAE: 2, FREY_VQVAE: 1, FREY_VAE: 1, CIFAR_VQVAE: 1}
 
 
 def manifest(model: str, version: int | None = None) -> dict:
@@ -44,17 +44,39 @@ def manifest(model: str, version: int | None = None) -> dict:
 def test_every_bundled_package_loads(client: TestClient) -> None:
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert set(ready.json()["models"]) == {f"{m}/{v}" for m, v in NEWEST.items()} | {f"{VAE}/1", f"{BETA_VAE}/1"}
+    older = {f"{VAE}/1", f"{BETA_VAE}/1", f"{VQVAE}/5"}
+    assert set(ready.json()["models"]) == {f"{m}/{v}" for m, v in NEWEST.items()} | older
     assert client.get(f"/v1/models/{VAE}").json()["versions"] == [1, 2]
 
 
 def test_the_vqvae_meets_its_reconstruction_codebook_prior_and_sample_targets() -> None:
-    bundled = manifest(VQVAE)
+    bundled = manifest(VQVAE, 5)  # the unconditional prior of the best likelihood
     assert bundled["num_codes"] == 512 and bundled["latent_shape"][1:] == [7, 7]
     assert bundled["metrics"]["mse"] <= 0.0012 and bundled["metrics"]["codebook_usage"] >= 0.95
     assert bundled["metrics"]["bits_per_code"] <= 3.8 and "code_penalty.npy" in bundled["files"]
     assert bundled["metrics"]["inception_score"] >= 9.0 and bundled["metrics"]["confident_fraction"] >= 0.9
     assert all(difference <= 1e-4 for difference in bundled["parity"].values())
+
+
+def test_the_conditional_vqvae_draws_the_class_asked_for(client: TestClient) -> None:
+    bundled = manifest(VQVAE)
+    assert bundled["prior"] == {
+        "conditional": True,
+        "num_classes": 10,
+        "labels_optional": True,
+        "guidance": 2.0,
+        "unlabelled": "any_class",
+    }
+    assert bundled["metrics"]["label_accuracy"] >= 0.97 and bundled["metrics"]["mse"] <= 0.0012
+    before = manifest(VQVAE, 5)["metrics"]  # samples without a label no worse than the unconditional prior's
+    assert bundled["metrics"]["unconditional_inception_score"] >= before["inception_score"]
+    classifier = load_model(REPO / "training" / "weights" / "mnist-classifier.pt", "classifier")
+    sevens = client.post(f"/v1/models/{VQVAE}/sample?format=array", json={"n": 10, "seed": 0, "labels": [7]}).json()
+    assert sevens["guidance"] == 2.0
+    predicted = predict_probabilities(classifier, torch.tensor(sevens["arrays"])).argmax(1).numpy()
+    assert (predicted == 7).sum() >= 9
+    unlabelled = client.post(f"/v1/models/{VQVAE}/sample", json={"n": 10, "seed": 0}).json()
+    assert len(unlabelled["labels"]) == 10 and len(set(unlabelled["labels"])) > 3  # a class drawn for each
 
 
 def test_the_torch_sampling_bench_times_a_prior_of_the_bundled_shape() -> None:
@@ -77,8 +99,9 @@ def test_the_bundled_vqvae_reads_back_as_its_torch_models() -> None:
         assert np.array_equal(
             vqvae.encode(torch.from_numpy(images)).codes.numpy(), graphs["encoder"].run(None, {"image": images})[1]
         )
-        logits = prior.logits(torch.from_numpy(codes)).numpy()
-    assert np.abs(logits - graphs["prior"].run(None, {"codes": codes})[0]).max() <= 1e-4
+        labels = np.arange(32) % 11  # the classes and "no label"
+        logits = prior.logits(torch.from_numpy(codes), torch.from_numpy(labels)).numpy()
+    assert np.abs(logits - graphs["prior"].run(None, {"codes": codes, "labels": labels})[0]).max() <= 1e-4
 
 
 def pixels(client: TestClient, path: str, body: dict, version: int | None = None) -> np.ndarray:
@@ -184,3 +207,12 @@ def test_the_cifar_vqvae_reconstructs_test_photos_and_samples_a_chosen_class(cli
     assert labelled.json()["codes"] != unlabelled.json()["codes"]  # the label reaches the prior
     wrong = client.post(f"/v1/models/{CIFAR_VQVAE}/sample", json={"n": 1, "labels": [10]})
     assert wrong.status_code == 422 and "10" in wrong.json()["error"]["message"]
+    # Classifier-free guidance: the package's default (none here) unless a request names one.
+    assert labelled.json()["guidance"] == 0.0 and "guidance" not in unlabelled.json()
+    guided = client.post(f"/v1/models/{CIFAR_VQVAE}/sample", json={"n": 2, "seed": 0, "labels": [3, 8], "guidance": 3})
+    assert guided.json()["guidance"] == 3.0 and guided.json()["codes"] != labelled.json()["codes"]
+    for body in ({"n": 1, "guidance": 1.0}, {"n": 1, "labels": [3], "guidance": -1}):
+        refused = client.post(f"/v1/models/{CIFAR_VQVAE}/sample", json=body)
+        assert refused.status_code == 422, body
+    unconditional = client.post(f"/v1/models/{FREY_VQVAE}/sample", json={"n": 1, "guidance": 1.0})
+    assert unconditional.status_code == 422 and "guidance needs labels" in unconditional.json()["error"]["message"]

@@ -6,7 +6,7 @@
 #
 # Before the call, here (gpu/ is ignored: add the line /gpu/ to .git/info/exclude):
 #   mkdir -p gpu && cp data/mnist.npz gpu/
-#   python -m training.export.readback exported_models/mnist-vqvae/5 gpu/vqvae.pt --prior gpu/prior.pt
+#   python -m training.export.readback exported_models/mnist-vqvae/6 gpu/vqvae.pt --prior gpu/prior.pt
 # The call sends the checkout's tracked files and the carried ones, 64 MiB at most, and the bundled packages
 # alone are more (mnist-vqvae is 79 MB); none is needed there, so call from a throwaway branch without them:
 #   git switch -c gpu-call && git rm -rq exported_models && git commit -qm "gpu call: no packages"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contract.sampling import sample_codes_cached
+from contract.sampling import any_classes, sample_codes_cached
 from training.checkpoint import load_checkpoint, load_model, upgrade_config
 from training.data import DataOptions, ImageSet, Splits, image_shape, load_splits
 from training.metrics.reconstruction import encode_codes, gaussian_bits, prior_nll, reconstruction_metrics
@@ -42,6 +42,11 @@ class EvaluateOptions(DataOptions):
     importance_samples: int = 5000  # k for the VAE's importance-sampled NLL
     images: int = 0  # measure only the first N images of the split (0: all of them); the report says how many
     temperature: float = 1.0
+    # Classifier-free guidance w of the labelled samples (a prior that learnt "no label"; contract/sampling.py)
+    guidance: float = 0.0
+    # no_label | any_class: how samples without a label are drawn (contract.manifest.PriorSpec.unlabelled); export
+    # gives the package the guidance and the mode it was evaluated with
+    unlabelled: str = "no_label"
     seed: int = 0
     device: str = "auto"
     out: str = "runs/evaluation.json"
@@ -78,6 +83,8 @@ SCORE_METHOD = (
     "confident_fraction = share of samples the classifier assigns a class with probability >= 0.9"
 )
 LABEL_METHOD = "; label_accuracy = share of the class-conditional samples the classifier assigns to their label"
+GUIDANCE_METHOD = ", drawn with classifier-free guidance w = {w} (Ho & Salimans 2021)"
+ANY_CLASS_METHOD = " (each with a class drawn uniformly first, then drawn as that class is, guidance included)"
 UNLABELLED_METHOD = "; unconditional_*: the same figures for {n} samples drawn without a label, on the same seeds"
 ANALOGY_METHOD = (
     "; analogy_accuracy: the posterior means of the first {n} {on} images (grey levels, as a client sends them), "
@@ -130,6 +137,12 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
         )
         return write_report(report, options.out)
     classifier: Classifier = load_model(options.classifier, "classifier", device)
+    if options.guidance and prior.config.no_label is None:
+        raise ValueError("--guidance needs a prior that learnt 'no label' (trained with --label-dropout)")
+    if options.unlabelled not in ("no_label", "any_class"):
+        raise ValueError(f"--unlabelled is no_label or any_class, not {options.unlabelled!r}")
+    if prior.config.no_label is not None:
+        report["guidance"], report["unlabelled"] = options.guidance, options.unlabelled
 
     labels = (
         torch.arange(options.samples, device=device) % prior.config.num_classes if prior.config.num_classes else None
@@ -139,7 +152,11 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
     if labels is not None:
         metrics["label_accuracy"] = label_accuracy(probabilities, labels.cpu().numpy())
     if prior.config.no_label is not None:  # labels are optional: how good the samples drawn without one are
-        unlabelled = torch.full((options.samples,), prior.config.no_label, device=device)
+        if options.unlabelled == "any_class":
+            drawn = any_classes(options.seed + np.arange(options.samples), prior.config.num_classes)
+            unlabelled = torch.from_numpy(drawn).to(device)
+        else:
+            unlabelled = torch.full((options.samples,), prior.config.no_label, device=device)
         unconditional = sample_quality(
             predict_probabilities(classifier, prior_samples(vqvae, prior, options, unlabelled)).numpy()
         )
@@ -160,9 +177,11 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
         acc=classifier_state["test_accuracy"],
     )
     if labels is not None:
-        score += LABEL_METHOD
+        score += LABEL_METHOD + (GUIDANCE_METHOD.format(w=options.guidance) if options.guidance else "")
     if prior.config.no_label is not None:
-        score += UNLABELLED_METHOD.format(n=options.samples)
+        score += UNLABELLED_METHOD.format(n=options.samples) + (
+            ANY_CLASS_METHOD if options.unlabelled == "any_class" else ""
+        )
     report["method"] = EVALUATION_METHOD.format(images=options.described(test, splits), split=splits.split, score=score)
     return write_report(report, options.out)
 
@@ -182,6 +201,8 @@ def prior_samples(vqvae: VQVAE, prior: PixelCNN, options: EvaluateOptions, label
             seed=options.seed + int(chunk[0]),
             temperature=options.temperature,
             labels=None if labels is None else labels[chunk].cpu().numpy(),
+            guidance=options.guidance,
+            no_label=prior.config.no_label,
         )
         images.append(vqvae.decode_codes(torch.from_numpy(codes).to(next(vqvae.parameters()).device)).cpu())
     return torch.cat(images)

@@ -54,16 +54,25 @@ def train_epoch(
     return distributed.all_reduce(mean).item() / world.size
 
 
+ADDED_BIASES = ("class_bias.weight", "moved_bias")  # additive, so zero leaves the model unchanged
+
+
 def init_weights(model: torch.nn.Module, checkpoint: str, device: torch.device) -> set[str]:
-    """Fine-tuning: every weight of `checkpoint` goes into `model`; returns their names. Weights the model adds on
-    top (a new bias, say) keep their initial values; weights the model lacks are an error, as is any shape that
-    differs."""
+    """Fine-tuning: every weight of `checkpoint` goes into `model`; returns their names. Biases the model adds on
+    top (a class bias, the moved-rows bias) start at zero, so that the model starts out computing what the
+    checkpoint did; other new weights keep their initial values. Weights the model lacks are an error, as is any
+    shape that differs."""
     weights = load_checkpoint(checkpoint, device, kind_of(model))["model"]
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected:
         raise ValueError(f"{checkpoint} holds weights this model does not have: {', '.join(unexpected)}")
     if missing:
-        print(f"starting from {checkpoint}; new weights keep their initial values: {', '.join(missing)}")
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name in missing:
+                if name.endswith(ADDED_BIASES):
+                    parameters[name].zero_()
+        print(f"starting from {checkpoint}; new weights (added biases at zero): {', '.join(missing)}")
     return set(weights)
 
 

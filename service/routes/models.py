@@ -178,7 +178,17 @@ async def sample(request: Request) -> Response:
     mask = as_array(body.mask, "mask", bool)
     async with until_disconnect(request) as gone:
         result = await run_in_threadpool(
-            inference.sample, model, body.n, seed, body.temperature, body.top_k, body.labels, codes, mask, gone
+            inference.sample,
+            model,
+            body.n,
+            seed,
+            body.temperature,
+            body.top_k,
+            body.labels,
+            codes,
+            mask,
+            gone,
+            body.guidance,
         )
     return images_response(request, model, result.pop("images"), query.image_format, seed=seed, **result)
 

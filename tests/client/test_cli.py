@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from client.api import Client
 from client.cli import main
 from client.codes_file import CodesFile
 from tests.client.conftest import digits
@@ -36,6 +37,13 @@ def test_encode_resumes_and_decode_names_the_files_back(url: str, tmp_path) -> N
     assert codes.shape == (5, 7, 7) and codes.dtype == np.int64
     assert [e["file"] for e in index] == ["a.png", "b.png", "c/d.png", "e.png", "f.png"]
     assert [e["row"] for e in index] == list(range(5)) and {e["model"] for e in index} == {"tiny-uncond"}
+    # Two requests were in flight (the default): each row is still its own file's codes.
+    with Client(url) as client:
+        for entry, row in zip(index, codes, strict=True):
+            alone = client.encode("tiny-uncond", Image.open(images / entry["file"])).codes[0]
+            assert np.array_equal(row, alone), entry["file"]
+    with pytest.raises(SystemExit):
+        main(["encode", str(images), *args, "--in-flight", "0"])
 
     decoded = tmp_path / "decoded"
     main(["decode", str(out), "--url", url, "--out", str(decoded), "--quiet"])

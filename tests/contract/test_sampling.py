@@ -54,3 +54,29 @@ def test_rows_merged_from_several_requests_draw_as_each_request_alone() -> None:
         top_k=np.array([2, 2, 0, 0, 0]),
     )
     assert np.array_equal(merged, np.concatenate([first, second]))
+
+
+def labelled_prior(codes: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """A toy prior over 4 codes whose logits depend on the label (3 = "no label") and on the codes drawn so far."""
+    table = np.array([[2.0, 0.0, -1.0, 0.5], [0.0, 1.5, 0.5, -2.0], [-1.0, 0.0, 1.0, 0.0], [0.5, 0.5, 0.0, 0.0]])
+    n, h, w = codes.shape
+    logits = table[labels][:, :, None, None] + 0.3 * codes.reshape(n, -1).sum(axis=1)[:, None, None, None]
+    return np.broadcast_to(logits, (n, 4, h, w)).copy()
+
+
+def test_guidance_draws_from_the_guided_logits_with_each_rows_own_stream() -> None:
+    labels = np.array([0, 1, 3, 2, 0])  # row 2 has no label: nothing to guide
+    weights = np.array([2.0, 0.5, 2.0, 0.0, 1.0])
+    start, mask = np.zeros((5, 3, 3), np.int64), np.ones((5, 3, 3), bool)
+    mask[4, 0] = False  # a completion row: its first row stays as given
+
+    def guided_logits(codes: np.ndarray, given: np.ndarray | None) -> np.ndarray:
+        w = np.where(labels == 3, 0.0, weights)[:, None, None, None]
+        return (1 + w) * labelled_prior(codes, given) - w * labelled_prior(codes, np.full_like(given, 3))
+
+    guided = sample_codes(labelled_prior, start, mask, seed=7, labels=labels, guidance=weights, no_label=3)
+    expected = sample_codes(guided_logits, start, mask, seed=7, labels=labels)
+    assert np.array_equal(guided, expected)
+    assert not np.array_equal(guided, sample_codes(labelled_prior, start, mask, seed=7, labels=labels))
+    with pytest.raises(ValueError, match="guidance needs labels"):
+        sample_codes(labelled_prior, start, mask, seed=7, guidance=1.0)

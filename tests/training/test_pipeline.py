@@ -1,7 +1,7 @@
 """End to end on synthetic data: train -> prior -> evaluate -> export -> onnxruntime."""
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -137,15 +137,25 @@ def test_fine_tuning_starts_from_the_given_checkpoint(tiny_pipeline: TinyPipelin
 
 
 def test_fine_tuning_may_add_weights_but_not_drop_them(
-    tiny_pipeline: TinyPipeline, capsys: pytest.CaptureFixture
+    tiny_pipeline: TinyPipeline, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
     start = load_checkpoint(tiny_pipeline.prior)
     config = PixelCNNConfig(**start["config"])
     grown = PixelCNN(replace(config, moved_bias=True))
     init_weights(grown, str(tiny_pipeline.prior), torch.device("cpu"))
-    assert "new weights keep their initial values: layers.0.moved_bias" in capsys.readouterr().out
+    assert "new weights (added biases at zero): layers.0.moved_bias" in capsys.readouterr().out
     for name, weight in start["model"].items():
         assert torch.equal(grown.state_dict()[name], weight), name
+    # A class bias added to an unconditional prior starts at zero: the conditional model computes the same logits.
+    plain = {name: weight for name, weight in start["model"].items() if ".class_bias." not in name}
+    unconditional = replace(config, num_classes=0, label_dropout=0.0)
+    torch.save(start | {"config": asdict(unconditional), "model": plain}, tmp_path / "plain.pt")
+    original, conditional = PixelCNN(unconditional).eval(), PixelCNN(config).eval()
+    original.load_state_dict(plain)
+    init_weights(conditional, str(tmp_path / "plain.pt"), torch.device("cpu"))
+    codes = torch.randint(0, config.num_codes, (4, *config.grid))
+    with torch.no_grad():
+        assert torch.equal(conditional.logits(codes, torch.arange(4)), original.logits(codes))
     with pytest.raises(ValueError, match="class_bias"):
         init_weights(PixelCNN(replace(config, num_classes=0)), str(tiny_pipeline.prior), torch.device("cpu"))
 

@@ -47,3 +47,22 @@ def test_cached_logits_match_the_full_model_at_every_step(config: PixelCNNConfig
 
     same_seed = sample_codes(naive, np.zeros((n, h, w), np.int64), np.ones((n, h, w), bool), seed=3, labels=labels)
     assert np.array_equal(codes, same_seed)
+
+
+def test_guided_cached_sampling_draws_what_the_full_model_draws() -> None:
+    torch.manual_seed(0)
+    config = PixelCNNConfig(12, 4, 3, channels=8, layers=3, kernel=3, head_hidden=16, num_classes=3, label_dropout=0.1)
+    prior = PixelCNN(config).eval()
+    for layer in prior.layers:
+        torch.nn.init.normal_(layer.class_bias.weight)
+    labels, guidance = np.array([0, 2, 3, 1]), np.array([1.5, 3.0, 1.0, 0.0])  # 3: "no label"
+    start, mask = np.zeros((4, 4, 3), np.int64), np.ones((4, 4, 3), bool)
+
+    def full(grid: np.ndarray, grid_labels: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return prior.logits(torch.from_numpy(grid), torch.from_numpy(grid_labels)).numpy()
+
+    given = {"seed": 5, "labels": labels, "guidance": guidance, "no_label": config.no_label}
+    cached = sample_codes_cached(torch_steps(prior), start, mask, **given)
+    assert np.array_equal(cached, sample_codes(full, start, mask, **given))
+    assert not np.array_equal(cached, sample_codes(full, start, mask, seed=5, labels=labels))

@@ -3,14 +3,14 @@
 Training takes hours on a CPU and the checkpoints are not in git, while the bundled package holds the same
 weights: the ONNX initializers keep their torch names (the legacy exporter folds each masked convolution's
 weight * mask into a constant, found by its node's name), codebook.npy is the codebook and code_penalty.npy
-fixes the code frequencies. So `--vqvae exported_models/mnist-vqvae/5` trains, evaluates and exports a new
+fixes the code frequencies. So `--vqvae exported_models/mnist-vqvae/6` trains, evaluates and exports a new
 prior for the bundled autoencoder, `--prior` (or `--init`) with the same folder evaluates (or fine-tunes) the
 bundled prior. Only inference state comes back: training-only settings (beta, EMA decay, restart threshold,
 dropout) take their defaults, and a run's optimizer state is gone.
 
 A GPU machine whose Python lacks pydantic (and maybe onnx), so those are imported only when a package is read;
 there, carry the checkpoints this module's command writes:
-    python -m training.export.readback exported_models/mnist-vqvae/5 gpu/vqvae.pt --prior gpu/prior.pt
+    python -m training.export.readback exported_models/mnist-vqvae/6 gpu/vqvae.pt --prior gpu/prior.pt
 """
 
 import argparse
@@ -145,7 +145,7 @@ def solve_rate_weight(penalty: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write a VQ-VAE package's models as training checkpoints.")
-    parser.add_argument("package", type=Path, help="an exported vqvae package, e.g. exported_models/mnist-vqvae/5")
+    parser.add_argument("package", type=Path, help="an exported vqvae package, e.g. exported_models/mnist-vqvae/6")
     parser.add_argument("vqvae", type=Path, help="where to write the autoencoder's checkpoint, e.g. gpu/vqvae.pt")
     parser.add_argument("--prior", type=Path, help="where to write the prior's checkpoint too")
     args = parser.parse_args()

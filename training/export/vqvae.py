@@ -12,7 +12,14 @@ from contract.images import png_bytes, tile
 from contract.manifest import PriorSpec
 from training.checkpoint import load_checkpoint, load_model
 from training.data import image_shape
-from training.export.package import ExportOptions, npy_bytes, provenance, validation_images, write_package
+from training.export.package import (
+    ExportOptions,
+    npy_bytes,
+    provenance,
+    read_evaluation,
+    validation_images,
+    write_package,
+)
 from training.models.pixelcnn import PixelCNN
 from training.models.pixelcnn_steps import PixelCNNPositionStep, PixelCNNRowStep, example_inputs
 from training.models.vq_vae import VQVAE
@@ -61,6 +68,7 @@ def export_vqvae(options: ExportOptions) -> Path:
     if (prior.config.num_codes, prior.config.grid) != (vqvae.config.num_codes, vqvae.config.grid):
         raise ValueError(f"{options.prior} models a different code grid than {options.vqvae}")
     config = vqvae.config
+    evaluation = read_evaluation(options.evaluation)
     images, _ = validation_images(options, image_shape(config))
     with torch.no_grad():
         codes = vqvae.encode(images).codes
@@ -96,6 +104,9 @@ def export_vqvae(options: ExportOptions) -> Path:
             conditional=prior.config.num_classes > 0,
             num_classes=prior.config.num_classes,
             labels_optional=prior.config.no_label is not None,
+            # the guidance and unlabelled mode the samples were evaluated with become the service's defaults
+            guidance=evaluation.get("guidance", 0.0),
+            unlabelled=evaluation.get("unlabelled", "no_label"),
         ),
         training=provenance(
             {
