@@ -63,17 +63,17 @@ def encode(client: Client, args: argparse.Namespace) -> None:
     todo = [path for path in pictures.image_files(root) if path.relative_to(root).as_posix() not in seen]
     skipped: list[str] = []
 
-    def store_rows(request: Future | None, names: list[str]) -> None:
-        if request is None:
-            return
-        result = request.result()
-        start = len(done)
-        entries = [
-            {"row": start + i, "file": name, "model": info["model"], "version": info["version"]}
-            for i, name in enumerate(names)
-        ]
-        store.append(result.codes if info["kind"] == "vqvae" else result.mean, entries)
-        done.extend(entries)
+    def store_rows(request: Future | None, names: list[str], files: int) -> None:
+        """A request's rows, once it has answered (None: its batch held no image), then the progress of its files."""
+        if request is not None:
+            result, start = request.result(), len(done)
+            entries = [
+                {"row": start + i, "file": name, "model": info["model"], "version": info["version"]}
+                for i, name in enumerate(names)
+            ]
+            store.append(result.codes if info["kind"] == "vqvae" else result.mean, entries)
+            done.extend(entries)
+        bar.update(files)
 
     # Requests stay `--in-flight` deep, so the service encodes one batch while the next is read and sent; rows are
     # stored in the files' order, as each request comes back.
@@ -87,12 +87,9 @@ def encode(client: Client, args: argparse.Namespace) -> None:
             request = pool.submit(client.encode, info["model"], loaded, version=info["version"]) if loaded else None
             pending.append((request, names, len(batch)))
             while len(pending) >= args.in_flight:
-                request, names, size = pending.popleft()
-                store_rows(request, names)
-                bar.update(size)
-        for request, names, size in pending:
-            store_rows(request, names)
-            bar.update(size)
+                store_rows(*pending.popleft())
+        for request in pending:
+            store_rows(*request)
     for line in skipped:
         print(f"skipped (not an image): {line}", file=sys.stderr)
     what = "code grids" if info["kind"] == "vqvae" else "posterior means"

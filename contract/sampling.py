@@ -138,6 +138,22 @@ class GuidedRun:
         return twin_pick
 
 
+def guided_draws(
+    codes: np.ndarray,
+    mask: np.ndarray,
+    seed: Seeds,
+    temperature: Temperature,
+    top_k: TopK,
+    labels: np.ndarray | None,
+    guidance: Guidance,
+    no_label: int | None,
+) -> tuple[GuidedRun, PickFn]:
+    """The rows a sampling run computes (guided rows' twins included) and the draw at each position."""
+    settings = RowSettings.of(len(codes), seed, temperature, top_k)
+    run = GuidedRun.of(codes, mask, labels, guidance, no_label)
+    return run, run.pick(lambda logits, rows, i, j: draw_rows(logits, rows, settings))
+
+
 def sample_codes(
     prior: PriorFn,
     codes: np.ndarray,
@@ -153,9 +169,7 @@ def sample_codes(
     """Fills the positions where `mask` (N, h, w) is True, in raster order; returns the grids. Runs the whole prior
     at every position. `should_stop` is asked before every step; when it says yes, ClientDisconnectedError ends
     the work."""
-    settings = RowSettings.of(len(codes), seed, temperature, top_k)
-    run = GuidedRun.of(codes, mask, labels, guidance, no_label)
-    pick = run.pick(lambda logits, rows, i, j: draw_rows(logits, rows, settings))
+    run, pick = guided_draws(codes, mask, seed, temperature, top_k, labels, guidance, no_label)
     filled = run.codes.astype(np.int64, copy=True)
     h, w = filled.shape[1:]
     for i in range(h):
@@ -199,9 +213,7 @@ def sample_codes_cached(
 ) -> np.ndarray:
     """The same draws as sample_codes (same seeds, same codes), at the cost of about one forward pass (two for a
     guided row)."""
-    settings = RowSettings.of(len(codes), seed, temperature, top_k)
-    run = GuidedRun.of(codes, mask, labels, guidance, no_label)
-    pick = run.pick(lambda logits, rows, i, j: draw_rows(logits, rows, settings))
+    run, pick = guided_draws(codes, mask, seed, temperature, top_k, labels, guidance, no_label)
     return fill_codes_cached(prior, run.codes, run.mask, pick, run.labels, should_stop)[: len(codes)]
 
 

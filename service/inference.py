@@ -203,11 +203,12 @@ def sample(
         return {"images": decode(model, z, labels), "latents": z}
     label_array = check_labels(model, labels, n)
     seeds = seed + np.arange(n, dtype=np.int64)
-    drawn = labels is None and no_label(model) is not None and model.manifest.prior.unlabelled == "any_class"
+    labels_optional = no_label(model) is not None
+    drawn = labels is None and labels_optional and model.manifest.prior.unlabelled == "any_class"
     if drawn:
         label_array = any_classes(seeds, model.manifest.prior.num_classes)
-    labelled = labels is not None or drawn
-    weight = guidance_weight(model, labelled, guidance)
+    guided = labels_optional and (labels is not None or drawn)
+    weight = guidance_weight(model, guided, guidance)
     if "prior" not in model.sessions:
         raise InvalidInputError(f"model {model.id} has no prior to sample from")
     if top_k is not None and not 1 <= top_k <= model.manifest.num_codes:
@@ -227,13 +228,12 @@ def sample(
     else:
         sampled = draw_codes(model, feeds, should_stop)
     result = {"images": decode_codes(model, sampled), "codes": sampled}
-    guided = {"guidance": weight} if labelled and no_label(model) is not None else {}
-    return result | guided | ({"labels": label_array} if drawn else {})
+    return result | ({"guidance": weight} if guided else {}) | ({"labels": label_array} if drawn else {})
 
 
-def guidance_weight(model: LoadedModel, labelled: bool, guidance: float | None) -> float:
-    """The classifier-free guidance of labelled samples: as asked, else the package's; none without labels."""
-    can_guide = labelled and no_label(model) is not None
+def guidance_weight(model: LoadedModel, can_guide: bool, guidance: float | None) -> float:
+    """The classifier-free guidance of labelled samples on a prior that learnt "no label" (`can_guide`): as asked,
+    else the package's; refused elsewhere."""
     if guidance is not None and guidance > 0 and not can_guide:
         raise InvalidInputError(
             "guidance needs labels, on a VQ-VAE prior that also learnt 'no label' (manifest prior.labels_optional)"

@@ -15,6 +15,7 @@ from contract.manifest import TensorSpec
 from service import inference
 from service.batching import batch_rows
 from service.package import LoadedModel
+from service.prior import no_label
 from service.registry import Registry
 
 DATATYPES = {"float32": "FP32", "int64": "INT64"}
@@ -124,7 +125,7 @@ def check_values(model: LoadedModel, specs: dict[str, TensorSpec], feeds: dict[s
         "codes": codes,
         "codes_above": codes + 1,  # the cached-sampling steps read the code K as "outside the grid"
         "codes_left": codes + 1,
-        "labels": inference.label_classes(model) + (inference.no_label(model) is not None),
+        "labels": inference.label_classes(model) + (no_label(model) is not None),
     }
     for name, bound in bounds.items():
         if name in feeds and bound and (feeds[name].min() < 0 or feeds[name].max() >= bound):
