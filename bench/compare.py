@@ -1,7 +1,8 @@
-"""The HTTP path's CPU per encode request (as bench.serving measures it), compared between checkouts in
-alternation: one server after the other, round after round, so that the machine's drift in speed falls on
-every checkout alike. A checkout is a folder with this repository (`git worktree add`), optionally with
-the interpreter to run it as DIR:PYTHON (a virtual environment with other dependency versions).
+"""The HTTP path's CPU per encode request, the rate and the p99 latency at 32 clients (as bench.serving measures
+them), compared between checkouts in alternation: one server after the other, round after round, so that the
+machine's drift in speed falls on every checkout alike. A checkout is a folder with this repository (`git worktree
+add`), optionally with the interpreter to run it as DIR:PYTHON (a virtual environment with other dependency
+versions).
     git worktree add /tmp/before HEAD~1
     python -m bench.compare /tmp/before . [--rounds 8] [--seconds 5] [--model mnist-vqvae]
 """
@@ -14,11 +15,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.serving import encode_overhead, requests_for
+from bench.serving import EncodeLoad, encode_overhead, requests_for
 from tools.local_server import free_port, start
 
 
-def overhead_of(checkout: str, model: str, seconds: float) -> float:
+def overhead_of(checkout: str, model: str, seconds: float) -> EncodeLoad:
     folder, _, python = checkout.partition(":")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -40,15 +41,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--model", default="mnist-vqvae")
     args = parser.parse_args()
-    found: dict[str, list[float]] = {checkout: [] for checkout in args.checkouts}
+    found: dict[str, list[EncodeLoad]] = {checkout: [] for checkout in args.checkouts}
     for round_number in range(1, args.rounds + 1):
         for checkout in args.checkouts:
             print(f"round {round_number}, {checkout}:", end=" ", flush=True)
             found[checkout].append(overhead_of(checkout, args.model, args.seconds))
-    print("\nHTTP path, server CPU per encode request minus the model's, ms: median (range)")
-    for checkout, values in found.items():
-        ms = np.array(values) * 1000
-        print(f"{checkout}: {np.median(ms):.3f} ({ms.min():.3f} to {ms.max():.3f})")
+    print("\nmedians (ranges) of the rounds")
+    print("HTTP path: server CPU per encode request minus the model's, ms; rate: req/s; p99: ms")
+    for checkout, loads in found.items():
+        summary = [
+            f"{name} {np.median(values):.{digits}f} ({np.min(values):.{digits}f} to {np.max(values):.{digits}f})"
+            for name, values, digits in (
+                ("HTTP path", [load.overhead * 1000 for load in loads], 3),
+                ("rate", [load.rate for load in loads], 0),
+                ("p99", [load.p99 * 1000 for load in loads], 1),
+            )
+        ]
+        print(f"{checkout}: " + "; ".join(summary))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import numpy as np
@@ -131,9 +132,16 @@ def model_cpu_per_image(model_id: str, batch: int) -> float:
     return min(blocks[1:])  # the first block warms up
 
 
-def encode_overhead(url: str, server: subprocess.Popen, model: str, request: bytes, seconds: float) -> float:
-    """32 clients each encoding one image: prints the formed batch size and the server's CPU per request,
-    returns that CPU time minus the encoder's own per image at the formed batch size."""
+class EncodeLoad(NamedTuple):
+    overhead: float  # server CPU seconds per request minus the encoder's own per image at the formed batch
+    rate: float  # answered requests per second
+    p99: float  # seconds
+
+
+def encode_overhead(url: str, server: subprocess.Popen, model: str, request: bytes, seconds: float) -> EncodeLoad:
+    """32 clients each encoding one image: prints the formed batch size, the server's CPU per request and the
+    p99 latency; returns that CPU time minus the encoder's own per image at the formed batch size, the rate and
+    the p99."""
     before_sum, before_count = histogram(url, "latentgen_batch_size", model, "encoder")
     cpu_before = cpu_seconds(server.pid)
     latencies, statuses = uvloop.run(closed_loop(url, request, 32, seconds))
@@ -142,12 +150,12 @@ def encode_overhead(url: str, server: subprocess.Popen, model: str, request: byt
     mean_batch = (after_sum - before_sum) / max(after_count - before_count, 1)
     per_request = cpu_used / sum(statuses.values())
     per_image = model_cpu_per_image(model, max(1, round(mean_batch)))
-    overhead = per_request - per_image
+    load = EncodeLoad(per_request - per_image, len(latencies) / seconds, float(np.percentile(latencies, 99)))
     print(
         f"{sum(statuses.values()):>9} {str(statuses):>14} {mean_batch:>7.1f} {per_request * 1000:>13.3f}"
-        f" {per_image * 1000:>13.3f} {overhead * 1000:>15.3f}"
+        f" {per_image * 1000:>13.3f} {load.overhead * 1000:>15.3f} {load.p99 * 1000:>8.1f}"
     )
-    return overhead
+    return load
 
 
 def main() -> None:
@@ -175,9 +183,10 @@ def main() -> None:
 
         print(f"\n32 clients encoding one image each, {args.seconds:g} s per run; CPU times in ms")
         header = ("requests", 9), ("statuses", 14), ("batch", 7), ("server/request", 13), ("model/image", 13)
-        print(" ".join(f"{name:>{width}}" for name, width in header), f"{'HTTP path':>15}")
+        print(" ".join(f"{name:>{width}}" for name, width in header), f"{'HTTP path':>15} {'p99 ms':>8}")
         overheads = [
-            encode_overhead(url, server, args.model, requests["encode"], args.seconds) for _ in range(args.repeats)
+            encode_overhead(url, server, args.model, requests["encode"], args.seconds).overhead
+            for _ in range(args.repeats)
         ]
         print(f"median: server CPU per request minus model {np.median(overheads) * 1000:.3f} ms")
 

@@ -16,3 +16,17 @@ def median_seconds(work: Callable[[], object], repeats: int, synchronize: Callab
         synchronize()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def alternating_seconds(works: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Each work's time in every repeat, the works run one after the other within a repeat (after one warm-up
+    each), so that a ratio of two works taken repeat by repeat sees the same minute of the machine's drift."""
+    for work in works.values():
+        work()
+    times: dict[str, list[float]] = {name: [] for name in works}
+    for _ in range(repeats):
+        for name, work in works.items():
+            started = time.perf_counter()
+            work()
+            times[name].append(time.perf_counter() - started)
+    return times

@@ -217,6 +217,19 @@ def sample_codes_cached(
     return fill_codes_cached(prior, run.codes, run.mask, pick, run.labels, should_stop)[: len(codes)]
 
 
+def first_row(
+    prior: CachedPrior, codes_above: np.ndarray, v_above: np.ndarray, labels: np.ndarray | None
+) -> list[np.ndarray]:
+    """The row step at row 0, run once per distinct label and copied to the rows that share it: above row 0 lies
+    only padding, so its activations depend on the label alone (a seventh of the row steps on a 7x7 grid)."""
+    if labels is None:
+        first, rows, distinct = np.zeros(1, np.int64), np.zeros(len(codes_above), np.int64), None
+    else:
+        distinct, first, rows = np.unique(labels, return_index=True, return_inverse=True)
+    outputs = prior.row(codes_above[first], v_above[:, first], distinct)
+    return [output[:, rows] for output in outputs]
+
+
 def fill_codes_cached(
     prior: CachedPrior,
     codes: np.ndarray,
@@ -238,7 +251,10 @@ def fill_codes_cached(
     for i in range(h):
         codes_above = np.ascontiguousarray(padded[:, i : i + half, half:])
         v_above = np.ascontiguousarray(np.moveaxis(vertical, 0, 3))  # (L-1, N, C, half, W)
-        v_row, out_v_row = prior.row(codes_above, v_above, labels)
+        if i == 0:
+            v_row, out_v_row = first_row(prior, codes_above, v_above, labels)
+        else:
+            v_row, out_v_row = prior.row(codes_above, v_above, labels)
         vertical = np.concatenate([vertical[1:], out_v_row[None]])
         v_columns = np.ascontiguousarray(np.moveaxis(v_row, 3, 0))  # (W, L, N, 2C)
         del v_row

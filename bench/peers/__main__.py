@@ -9,7 +9,8 @@ One load generator drives all (bench.serving's closed-loop raw-socket clients): 
 native format, and, where a peer speaks the Open Inference Protocol, the same v2 JSON request for both (outputs
 named, so that neither answers with z_e too). Servers run one after the other, round after round, so the machine's
 drift falls on all alike; each row's figures are medians over the rounds. Server CPU per request is read from /proc
-for the server's whole process tree (MLServer, LitServe and BentoML run their inference in worker processes).
+for the server's whole process tree (MLServer, LitServe and BentoML run their inference in worker processes);
+"client ms" is the load generator's own CPU per request, on the same cores.
 """
 
 import argparse
@@ -257,12 +258,12 @@ def measure(server: Server, concurrency: list[int], seconds: float) -> dict:
             uvloop.run(grpc_loop(8, 2) if protocol == "grpc" else closed_loop(url, request, 8, 2))  # warm-up
             for clients in concurrency:
                 before_sum, before_count = histogram(url, "latentgen_batch_size", "mnist-vqvae", "encoder")
-                cpu = tree_cpu(process.pid)
+                cpu, client_cpu = tree_cpu(process.pid), time.process_time()
                 load = (
                     grpc_loop(clients, seconds) if protocol == "grpc" else closed_loop(url, request, clients, seconds)
                 )
                 latencies, statuses = uvloop.run(load)
-                used = tree_cpu(process.pid) - cpu
+                used, client_used = tree_cpu(process.pid) - cpu, time.process_time() - client_cpu
                 after_sum, after_count = histogram(url, "latentgen_batch_size", "mnist-vqvae", "encoder")
                 answered = sum(statuses.values())
                 ok = statuses.get(200, 0)
@@ -272,6 +273,7 @@ def measure(server: Server, concurrency: list[int], seconds: float) -> dict:
                     "p50": float(np.percentile(latencies, 50) * 1000),
                     "p99": float(np.percentile(latencies, 99) * 1000),
                     "cpu_ms": used / max(answered, 1) * 1000,
+                    "client_ms": client_used / max(answered, 1) * 1000,  # the load generator's share of the cores
                     "errors": answered - ok,
                     "batch": batch,
                 }
@@ -312,14 +314,14 @@ def main() -> None:
         f"medians of {args.rounds} rounds"
     )
     columns = [("server", "<10"), ("protocol", "<9"), ("clients", ">8"), ("req/s", ">8"), ("p50 ms", ">8")]
-    columns += [("p99 ms", ">8"), ("CPU/req ms", ">11"), ("batch", ">7"), ("errors", ">7")]
+    columns += [("p99 ms", ">8"), ("CPU/req ms", ">11"), ("client ms", ">10"), ("batch", ">7"), ("errors", ">7")]
     print("".join(f"{name:{spec}}" for name, spec in columns))
     for (name, protocol, clients), rows in results.items():
         med = {k: float(np.median([r[k] for r in rows if r[k] is not None])) if any(r[k] is not None for r in rows)
                else None for k in rows[0]}  # fmt: skip
         batch = f"{med['batch']:.1f}" if med["batch"] is not None else "-"
         print(f"{name:<10}{protocol:<9}{clients:>8}{med['rate']:>8.0f}{med['p50']:>8.1f}{med['p99']:>8.1f}"
-              f"{med['cpu_ms']:>11.3f}{batch:>7}{med['errors']:>7.0f}")  # fmt: skip
+              f"{med['cpu_ms']:>11.3f}{med['client_ms']:>10.3f}{batch:>7}{med['errors']:>7.0f}")  # fmt: skip
     for batch in (1, 16):
         alone = model_cpu_per_image("mnist-vqvae", batch) * 1000
         print(f"the encoder alone, in-process, CPU per image at batch {batch}: {alone:.3f} ms")

@@ -25,8 +25,8 @@ def test_cached_logits_match_the_full_model_at_every_step(config: PixelCNNConfig
             torch.nn.init.normal_(layer.class_bias.weight)
         if layer.moved_bias is not None:  # a training-only bias: sampling must leave it out
             torch.nn.init.normal_(layer.moved_bias)
-    n, (h, w) = 3, config.grid
-    labels = np.array([0, 2, 1]) if config.num_classes else None
+    n, (h, w) = 4, config.grid
+    labels = np.array([2, 0, 2, 1]) if config.num_classes else None  # row 0 runs once per distinct label
     steps = torch_steps(prior)
     recorded = []
     position = steps.position
