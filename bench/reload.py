@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import uvloop
 
-from bench.serving import digit_png, post
+from bench.serving import closed_loop, png_upload, post
 from tools.local_server import serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,33 +35,6 @@ class Answer:
     version: int | None
 
 
-async def read_answer(reader: asyncio.StreamReader) -> tuple[int, int | None]:
-    """One response's status and the model version its JSON names (the service always sends content-length)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    body = await reader.readexactly(int(re.search(rb"\ncontent-length: *(\d+)", head, re.IGNORECASE).group(1)))
-    found = VERSION.search(body)
-    return int(head[9:12]), int(found.group(1)) if found else None
-
-
-async def load(url: str, request: bytes, clients: int, seconds: float, answers: list[Answer]) -> None:
-    address = httpx.URL(url)
-    deadline = time.perf_counter() + seconds
-
-    async def client() -> None:
-        reader, writer = await asyncio.open_connection(address.host, address.port)
-        try:
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                writer.write(request)
-                status, version = await read_answer(reader)
-                now = time.perf_counter()
-                answers.append(Answer(now, now - started, status, version))
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(client() for _ in range(clients)))
-
-
 def add_version(folder: Path, source: Path, version: int) -> None:
     """A copy of `source` as `version`, written under a hidden name and renamed into place, as the exporter does."""
     staging = folder / f".{version}.partial"
@@ -73,19 +45,15 @@ def add_version(folder: Path, source: Path, version: int) -> None:
 
 
 async def run(url: str, folder: Path, old: int, clients: int, seconds: float) -> tuple[list[Answer], dict[str, float]]:
-    boundary = "reload"
-    upload = (
-        (
-            f'--{boundary}\r\ncontent-disposition: form-data; name="images"; filename="d.png"\r\n'
-            "content-type: image/png\r\n\r\n"
-        ).encode()
-        + digit_png()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    request = post(url, "/v1/models/mnist-vqvae/encode", upload, f"multipart/form-data; boundary={boundary}")
+    request = post(url, "/v1/models/mnist-vqvae/encode", *png_upload())
     answers: list[Answer] = []
     events = {"start": time.perf_counter()}
-    traffic = asyncio.create_task(load(url, request, clients, seconds, answers))
+
+    def answered(status: int, body: bytes, latency: float) -> None:
+        found = VERSION.search(body)
+        answers.append(Answer(time.perf_counter(), latency, status, int(found.group(1)) if found else None))
+
+    traffic = asyncio.create_task(closed_loop(url, request, clients, seconds, answered))
     await asyncio.sleep(seconds / 4)
     events["written"] = time.perf_counter()  # the copy runs in a thread, beside the load, as an operator's would
     await asyncio.to_thread(add_version, folder, folder / str(old), old + 1)

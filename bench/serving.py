@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,37 +64,41 @@ def post(url: str, path: str, body: bytes, content_type: str) -> bytes:
     return f"{head}content-length: {len(body)}\r\n\r\n".encode() + body
 
 
+def png_upload(boundary: str = "latentgen-bench") -> tuple[bytes, str]:
+    """One digit PNG as a multipart/form-data body (the field `images`) and its content type."""
+    head = f'--{boundary}\r\ncontent-disposition: form-data; name="images"; filename="d.png"\r\n'
+    body = f"{head}content-type: image/png\r\n\r\n".encode() + digit_png() + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
 def requests_for(url: str, model: str, grid: tuple[int, int], conditional: bool) -> dict[str, bytes]:
-    boundary = "latentgen-bench"
-    upload = (
-        (
-            f'--{boundary}\r\ncontent-disposition: form-data; name="images"; filename="d.png"\r\n'
-            "content-type: image/png\r\n\r\n"
-        ).encode()
-        + digit_png()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
     codes = json.dumps({"codes": [np.zeros(grid, int).tolist()]}).encode()
     sample = json.dumps({"n": 1, "seed": 0} | ({"labels": [0]} if conditional else {})).encode()
     route = f"/v1/models/{model}"
     return {
-        "encode": post(url, f"{route}/encode", upload, f"multipart/form-data; boundary={boundary}"),
+        "encode": post(url, f"{route}/encode", *png_upload()),
         "decode": post(url, f"{route}/decode", codes, "application/json"),
         "sample": post(url, f"{route}/sample", sample, "application/json"),
     }
 
 
-async def answer(reader: asyncio.StreamReader) -> int:
-    """Reads one response (the service always sends content-length); returns its status."""
+async def answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Reads one response (the service always sends content-length); returns its status and body."""
     head = await reader.readuntil(b"\r\n\r\n")
-    await reader.readexactly(int(re.search(rb"\ncontent-length: *(\d+)", head, re.IGNORECASE).group(1)))
-    return int(head[9:12])
+    body = await reader.readexactly(int(re.search(rb"\ncontent-length: *(\d+)", head, re.IGNORECASE).group(1)))
+    return int(head[9:12]), body
 
 
-async def closed_loop(url: str, request: bytes, concurrency: int, seconds: float) -> tuple[list[float], dict[int, int]]:
+Answered = Callable[[int, bytes, float], None]  # (status, body, latency in seconds) of each response
+
+
+async def closed_loop(
+    url: str, request: bytes, concurrency: int, seconds: float, answered: Answered | None = None
+) -> tuple[list[float], dict[int, int]]:
     """`concurrency` clients on their own keep-alive connections, each sending its next request as soon as the
-    last one is answered. Raw asyncio streams rather than httpx: the load generator shares the machine's cores
-    with the server, and httpx's connection pool costs far more CPU per request at 64 connections."""
+    last one is answered; `answered` sees every response. Raw asyncio streams rather than httpx: the load
+    generator shares the machine's cores with the server, and httpx's connection pool costs far more CPU per
+    request at 64 connections."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     address = httpx.URL(url)
@@ -105,9 +110,11 @@ async def closed_loop(url: str, request: bytes, concurrency: int, seconds: float
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 writer.write(request)
-                status = await answer(reader)
+                status, body = await answer(reader)
                 latencies.append(time.perf_counter() - started)
                 statuses[status] = statuses.get(status, 0) + 1
+                if answered is not None:
+                    answered(status, body, latencies[-1])
         finally:
             writer.close()
 

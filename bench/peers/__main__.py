@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 import uvloop
 
-from bench.serving import TICKS, closed_loop, digit_png, histogram, model_cpu_per_image, post
+from bench.serving import TICKS, closed_loop, digit_png, histogram, model_cpu_per_image, png_upload, post
 from tools.local_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,15 +139,7 @@ def servers(encoder: Path) -> list[Server]:
     ports = {name: free_port() for name in ("latentgen", *PEERS)}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     png = digit_png()
-    boundary = "peers"
-    upload = (
-        (
-            f'--{boundary}\r\ncontent-disposition: form-data; name="images"; filename="d.png"\r\n'
-            "content-type: image/png\r\n\r\n"
-        ).encode()
-        + png
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
+    upload = png_upload("peers")
     peer_env = {"PEER_ENCODER": str(encoder), "PEER_THREADS": "1", "PYTHONPATH": str(APPS)}
     url = urls["latentgen"]
     ours = Server(
@@ -156,7 +148,7 @@ def servers(encoder: Path) -> list[Server]:
         [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(ports["latentgen"])],
         "/health/ready",
         {
-            "native": post(url, "/v1/models/mnist-vqvae/encode", upload, f"multipart/form-data; boundary={boundary}"),
+            "native": post(url, "/v1/models/mnist-vqvae/encode", *upload),
             "v2-json": post(url, "/v2/models/mnist-vqvae.encoder/infer", oip_body(), "application/json"),
             "v2-binary": binary_request(url),
             "grpc": b"",  # driven by grpc_loop on GRPC_PORT instead
@@ -212,7 +204,7 @@ def servers(encoder: Path) -> list[Server]:
             str(ports["bentoml"]),
         ],
         "/readyz",
-        {"native": post(urls["bentoml"], "/encode", upload, f"multipart/form-data; boundary={boundary}")},
+        {"native": post(urls["bentoml"], "/encode", *upload)},
         peer_env,
         APPS,
     )
