@@ -43,11 +43,23 @@ MODE_CHANNELS = {"1": 1, "L": 1, "LA": 1, "RGB": 3, "RGBA": 3, "P": 3, "PA": 3, 
 CHANNEL_KINDS = {1: "single-channel (greyscale)", 3: "RGB"}
 Resize = Literal["none", "stretch", "crop", "pad"]
 RESIZE_MODES: tuple[Resize, ...] = ("none", "stretch", "crop", "pad")
+# EXIF orientation: how the stored pixels turn to be seen upright (cameras store portraits sideways); 5 to 8 swap
+# width and height.
+ORIENTATION, SIDEWAYS = 0x0112, {5, 6, 7, 8}
+TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class DecodedImage(NamedTuple):
     pixels: np.ndarray  # (C, H, W) float32 in [0, 1], the model's shape
-    source: tuple[int, int, int]  # (C, H, W) as the file was
+    source: tuple[int, int, int]  # (C, H, W) as the file was, upright
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -55,6 +67,17 @@ def open_image(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise InvalidInputError(f"not a PNG or JPEG image: {error}") from None
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation, 1 to 8 (1: as stored), from what Pillow has parsed so far: a JPEG's header, a PNG's
+    chunks before its pixels. Asking Pillow for more would decode a PNG's pixels before their size is checked."""
+    return image.getexif().get(ORIENTATION, 1) if "exif" in image.info else 1
+
+
+def upright(image: Image.Image, orientation: int) -> Image.Image:
+    """The loaded image turned as its EXIF orientation says viewers show it."""
+    return image.transpose(TURNS[orientation]) if orientation in TURNS else image
 
 
 def decode_image(
@@ -65,31 +88,36 @@ def decode_image(
     `resize` "none" takes only the exact size and colour; "stretch" resizes to the model's size, "crop" cuts the
     centre to the model's aspect ratio first, "pad" letterboxes (black bars); each converts grey <-> RGB. The size
     is checked from the header before any pixel is decoded, so a decompression bomb costs nothing, and a JPEG is
-    decoded at the smallest scale the resize allows; Pillow's own pixel limit stays on as a second guard.
+    decoded at the smallest scale the resize allows; Pillow's own pixel limit stays on as a second guard. An image
+    with an EXIF orientation is turned upright first, as viewers show it: sizes are the upright image's.
     """
     channels, height, width = image_shape
     image = open_image(data)
     got = MODE_CHANNELS.get(image.mode)
     if got is None:
         raise InvalidInputError(f"unsupported pixel format {image.mode}; send 8-bit greyscale or RGB")
-    source = (got, image.size[1], image.size[0])
+    orientation = exif_orientation(image)
+    seen = image.size[::-1] if orientation in SIDEWAYS else image.size  # (width, height) upright
+    source = (got, seen[1], seen[0])
     if resize == "none":
-        if image.size != (width, height):
+        if seen != (width, height):
             raise InvalidInputError(
-                f"the model takes {width}x{height} images; got {image.size[0]}x{image.size[1]} "
+                f"the model takes {width}x{height} images; got {seen[0]}x{seen[1]} "
                 "(?resize=stretch, crop or pad converts other sizes)"
             )
         if got != channels:
             raise InvalidInputError(
                 f"the model takes {CHANNEL_KINDS[channels]} images; got a {image.mode} image (?resize= converts it)"
             )
-    elif image.size[0] * image.size[1] > max_pixels:
-        raise InvalidInputError(f"images may have at most {max_pixels} pixels; got {image.size[0]}x{image.size[1]}")
+    elif seen[0] * seen[1] > max_pixels:
+        raise InvalidInputError(f"images may have at most {max_pixels} pixels; got {seen[0]}x{seen[1]}")
     mode = "L" if channels == 1 else "RGB"
     try:
         if resize != "none" and image.format == "JPEG":
-            image.draft(mode, (width, height))  # decode at 1/2, 1/4 or 1/8 scale when that is still large enough
+            # decode at 1/2, 1/4 or 1/8 scale when that is still large enough (in the stored, unturned frame)
+            image.draft(mode, (height, width) if orientation in SIDEWAYS else (width, height))
         image.load()  # decodes the pixels
+        image = upright(image, orientation)
         if image.mode != mode:
             image = image.convert(mode)
     except (OSError, ValueError, SyntaxError) as error:

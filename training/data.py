@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from contract.images import exif_orientation, upright
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 KERAS_LAYOUT = "x_train uint8 (N, H, W) or (N, H, W, C), x_test likewise, optionally y_train and y_test labels (N,)"
 LAYOUTS = f"the Keras layout ({KERAS_LAYOUT}), or a single uint8 image array (N, H, W[, C])"
@@ -172,7 +174,7 @@ def read_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            return image
+            return upright(image, exif_orientation(image))  # as viewers show it (cameras store portraits sideways)
     except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"{path}: not a readable PNG or JPEG ({error})") from None
 

@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from contract.errors import InvalidInputError
 from contract.images import decode_image
@@ -51,3 +51,45 @@ def test_none_takes_only_the_exact_shape() -> None:
 def test_a_resize_still_refuses_images_beyond_the_pixel_limit() -> None:
     with pytest.raises(InvalidInputError, match="at most 1000 pixels"):
         decode_image(half_white(), (1, 32, 32), "crop", max_pixels=1000)
+
+
+def stored_sideways(upright: np.ndarray, file_format: str) -> bytes:
+    """`upright` as a camera stores a portrait: turned a quarter, with the EXIF orientation (6) that turns it back."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(buffer, format=file_format, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("file_format", ["PNG", "JPEG"])
+def test_an_exif_orientation_is_applied_before_sizes_are_checked(file_format: str) -> None:
+    upright = np.zeros((28, 20), np.uint8)
+    upright[:8] = 255  # a white band at the top of a portrait 20 wide, 28 high
+    data = stored_sideways(upright, file_format)
+    assert Image.open(io.BytesIO(data)).size == (28, 20)  # stored landscape
+    decoded = decode_image(data, (1, 28, 20))  # the exact shape, as viewers show it
+    assert decoded.source == (1, 28, 20)
+    assert np.abs(decoded.pixels[0] * 255 - upright).mean() < 4  # JPEG's error only
+    with pytest.raises(InvalidInputError, match="takes 28x20 images; got 20x28"):
+        decode_image(data, (1, 20, 28))
+    band = decode_image(data, (1, 14, 10), "stretch").pixels[0]
+    assert band[:3].mean() > 0.9 and band[6:].mean() < 0.1
+
+
+def test_a_malformed_exif_block_leaves_the_image_as_stored() -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((8, 6), 200, np.uint8)).save(buffer, format="JPEG", exif=b"Exif\x00\x00garbage")
+    assert decode_image(buffer.getvalue(), (1, 8, 6)).pixels.shape == (1, 8, 6)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_turns_as_pillow_s_exif_transpose_does(orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    stored = np.arange(12 * 8, dtype=np.uint8).reshape(12, 8) * 2
+    Image.fromarray(stored).save(buffer, format="PNG", exif=exif.tobytes())
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))))
+    shape = (1, *expected.shape)
+    assert np.array_equal(decode_image(buffer.getvalue(), shape).pixels[0], expected / np.float32(255))

@@ -60,6 +60,23 @@ def test_image_folder_is_searched_recursively_resized_and_labelled(tmp_path: Pat
     assert sorted(set(labels.tolist())) == [0, 1]  # cats, dogs: nested folders belong to their top folder
 
 
+def test_folder_images_are_read_upright_by_their_exif_orientation(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored a quarter turn off, as cameras store portraits
+    for i in range(4):
+        portrait = np.zeros((12, 8), np.uint8)
+        portrait[:4] = 255  # white at the top
+        picture = Image.fromarray(portrait)
+        if i % 2:
+            picture.transpose(Image.Transpose.ROTATE_90).save(tmp_path / f"{i}.png", exif=exif.tobytes())
+        else:
+            picture.save(tmp_path / f"{i}.png")
+    splits = load_dataset(str(tmp_path), seed=0)
+    assert splits.image_shape == (1, 12, 8)  # all the same size once upright: no "images differ in size"
+    images = torch.cat([splits.train.images, splits.val.images, splits.test.images])
+    assert (images[:, 0, :4].mean(dim=(1, 2)) > 0.9).all() and (images[:, 0, 4:].amax(dim=(1, 2)) == 0).all()
+
+
 def test_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no PNG or JPEG"):
         load_dataset(str(tmp_path))
