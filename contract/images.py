@@ -38,8 +38,9 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-# Pillow modes of 8-bit images by the channels they carry once alpha is dropped.
+# Pillow modes by the channels they carry once alpha is dropped; the "I" modes are 16-bit greyscale PNGs.
 MODE_CHANNELS = {"1": 1, "L": 1, "LA": 1, "RGB": 3, "RGBA": 3, "P": 3, "PA": 3, "CMYK": 3, "YCbCr": 3}
+MODE_CHANNELS |= dict.fromkeys(("I;16", "I;16B", "I;16L", "I"), 1)
 CHANNEL_KINDS = {1: "single-channel (greyscale)", 3: "RGB"}
 Resize = Literal["none", "stretch", "crop", "pad"]
 RESIZE_MODES: tuple[Resize, ...] = ("none", "stretch", "crop", "pad")
@@ -75,6 +76,13 @@ def exif_orientation(image: Image.Image) -> int:
     return image.getexif().get(ORIENTATION, 1) if "exif" in image.info else 1
 
 
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A loaded 16-bit greyscale image scaled to 8 bits (Pillow's own conversion clips it at 255 instead)."""
+    if not image.mode.startswith("I"):
+        return image
+    return Image.fromarray((np.clip(np.asarray(image, np.int64), 0, 65535) >> 8).astype(np.uint8))
+
+
 def upright(image: Image.Image, orientation: int) -> Image.Image:
     """The loaded image turned as its EXIF orientation says viewers show it."""
     return image.transpose(TURNS[orientation]) if orientation in TURNS else image
@@ -95,7 +103,7 @@ def decode_image(
     image = open_image(data)
     got = MODE_CHANNELS.get(image.mode)
     if got is None:
-        raise InvalidInputError(f"unsupported pixel format {image.mode}; send 8-bit greyscale or RGB")
+        raise InvalidInputError(f"unsupported pixel format {image.mode}; send greyscale or RGB")
     orientation = exif_orientation(image)
     seen = image.size[::-1] if orientation in SIDEWAYS else image.size  # (width, height) upright
     source = (got, seen[1], seen[0])
@@ -117,7 +125,7 @@ def decode_image(
             # decode at 1/2, 1/4 or 1/8 scale when that is still large enough (in the stored, unturned frame)
             image.draft(mode, (height, width) if orientation in SIDEWAYS else (width, height))
         image.load()  # decodes the pixels
-        image = upright(image, orientation)
+        image = eight_bit(upright(image, orientation))
         if image.mode != mode:
             image = image.convert(mode)
     except (OSError, ValueError, SyntaxError) as error:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from contract.images import exif_orientation, upright
+from contract.images import MODE_CHANNELS, eight_bit, exif_orientation, upright
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 KERAS_LAYOUT = "x_train uint8 (N, H, W) or (N, H, W, C), x_test likewise, optionally y_train and y_test labels (N,)"
@@ -174,7 +174,9 @@ def read_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            return upright(image, exif_orientation(image))  # as viewers show it (cameras store portraits sideways)
+            return eight_bit(
+                upright(image, exif_orientation(image))
+            )  # as viewers show it (cameras store portraits sideways)
     except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"{path}: not a readable PNG or JPEG ({error})") from None
 
@@ -183,7 +185,7 @@ def folder_pixels(files: list[Path], size: Size, channels: int | None) -> np.nda
     """Every image at one shape: the first image's, unless size / channels say otherwise."""
     images = {path: read_image(path) for path in files}
     first = images[files[0]]
-    grey = {path: image.mode in ("1", "L", "LA", "I", "I;16", "F") for path, image in images.items()}
+    grey = {path: MODE_CHANNELS.get(image.mode) == 1 for path, image in images.items()}
     if size is None and (other := next((p for p, image in images.items() if image.size != first.size), None)):
         raise ValueError(
             f"images differ in size: {files[0]} is {first.size[0]}x{first.size[1]} (WxH), {other} is "

@@ -93,3 +93,12 @@ def test_every_orientation_turns_as_pillow_s_exif_transpose_does(orientation: in
     expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))))
     shape = (1, *expected.shape)
     assert np.array_equal(decode_image(buffer.getvalue(), shape).pixels[0], expected / np.float32(255))
+
+
+def test_a_16_bit_greyscale_png_is_scaled_to_the_full_range() -> None:
+    deep = np.linspace(0, 65535, 28 * 20).astype(np.uint16).reshape(28, 20)
+    buffer = io.BytesIO()
+    Image.fromarray(deep).save(buffer, format="PNG")
+    pixels = decode_image(buffer.getvalue(), (1, 28, 20)).pixels[0]
+    np.testing.assert_allclose(pixels, deep / 65535, atol=1 / 255)  # not clipped at 255 of 65535
+    assert decode_image(buffer.getvalue(), (3, 14, 10), "stretch").pixels.max() > 0.9

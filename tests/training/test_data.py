@@ -77,6 +77,16 @@ def test_folder_images_are_read_upright_by_their_exif_orientation(tmp_path: Path
     assert (images[:, 0, :4].mean(dim=(1, 2)) > 0.9).all() and (images[:, 0, 4:].amax(dim=(1, 2)) == 0).all()
 
 
+def test_16_bit_and_8_bit_greyscale_images_share_one_scale(tmp_path: Path) -> None:
+    for i in range(3):
+        Image.fromarray(np.full((6, 6), 40000, np.uint16)).save(tmp_path / f"deep{i}.png")
+        Image.fromarray(np.full((6, 6), 156, np.uint8)).save(tmp_path / f"plain{i}.png")
+    splits = load_dataset(str(tmp_path), seed=0)
+    images = torch.cat([splits.train.images, splits.val.images, splits.test.images])
+    assert splits.image_shape == (1, 6, 6)
+    np.testing.assert_allclose(images.numpy(), 156 / 255, atol=1e-6)  # 40000 >> 8 = 156
+
+
 def test_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no PNG or JPEG"):
         load_dataset(str(tmp_path))
