@@ -63,11 +63,32 @@ class DecodedImage(NamedTuple):
     source: tuple[int, int, int]  # (C, H, W) as the file was, upright
 
 
+# Formats people send that are not taken, by their first bytes (HEIF's brand follows a 4-byte box size).
+OTHER_FORMATS = {b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"\x00\x00\x01\x00": "ICO"}
+HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif"}
+
+
+def format_name(data: bytes) -> str:
+    """What the bytes look like, for the error message of a file that Pillow would not open as PNG or JPEG."""
+    if not data:
+        return "an empty file"
+    if data.startswith((b"\x89PNG", b"\xff\xd8")):
+        return "a damaged or truncated PNG or JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "a WebP image"
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        return "an AVIF image" if data[8:12] == b"avif" else "a HEIF/HEIC image"
+    found = next((name for magic, name in OTHER_FORMATS.items() if data.startswith(magic)), None)
+    return f"a {found} image" if found else "not an image format this service recognizes"
+
+
 def open_image(data: bytes) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise InvalidInputError(f"not a PNG or JPEG image: {error}") from None
+    except Image.DecompressionBombError as error:
+        raise InvalidInputError(f"image too large: {error}") from None
+    except (OSError, ValueError):  # Pillow names the buffer object, which says nothing to the sender
+        raise InvalidInputError(f"send a PNG or JPEG image; this is {format_name(data)}") from None
 
 
 def exif_orientation(image: Image.Image) -> int:

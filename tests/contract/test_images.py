@@ -102,3 +102,23 @@ def test_a_16_bit_greyscale_png_is_scaled_to_the_full_range() -> None:
     pixels = decode_image(buffer.getvalue(), (1, 28, 20)).pixels[0]
     np.testing.assert_allclose(pixels, deep / 65535, atol=1 / 255)  # not clipped at 255 of 65535
     assert decode_image(buffer.getvalue(), (3, 14, 10), "stretch").pixels.max() > 0.9
+
+
+@pytest.mark.parametrize(
+    "data, named",
+    [
+        (b"", "an empty file"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "a HEIF/HEIC image"),
+        (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1", "an AVIF image"),
+        (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "a WebP image"),
+        (b"GIF89a\x01\x00\x01\x00", "a GIF image"),
+        (b"BM\x1e\x00\x00\x00", "a BMP image"),
+        (b"II*\x00\x08\x00\x00\x00", "a TIFF image"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "a damaged or truncated PNG or JPEG"),
+        (b"%PDF-1.4", "not an image format this service recognizes"),
+    ],
+)
+def test_a_file_of_another_format_is_named_in_the_error(data: bytes, named: str) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        decode_image(data, (1, 28, 28), "crop")
+    assert str(refused.value.message) == f"send a PNG or JPEG image; this is {named}"
