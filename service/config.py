@@ -29,9 +29,11 @@ class Settings(BaseSettings):
 
     # Memory after large requests (memory.py): onnxruntime's CPU arena keeps the largest batch's activations for
     # good (off by default; its cost is in docs/performance.md); after a request that moved this many bytes
-    # (body in and out), glibc is asked to return freed pages to the OS (0: never).
+    # (body in and out; 0: never) or ran this many seconds (0: bytes only), glibc is asked to return freed pages to
+    # the OS.
     ORT_CPU_ARENA: bool = False
     TRIM_AFTER_BYTES: int = 1024 * 1024
+    TRIM_AFTER_SECONDS: float = 0.25
 
     # The Open Inference Protocol over gRPC, beside HTTP (0: off); GRPC_HOST is the HTTP --host unless set.
     GRPC_PORT: int = 8001

@@ -4,9 +4,11 @@ A request at the limits (MAX_IMAGES images as JSON arrays, MAX_SAMPLES samples) 
 the parsed body as Python objects, the graphs' activations for the whole batch, the response. Freed, that memory
 stays with the process: onnxruntime's CPU arena keeps the largest batch's activations for later runs, and glibc's
 malloc keeps freed heap pages. So the service opens its sessions without the arena (registry.session_options;
-its cost is measured in docs/performance.md) and, after a request that moved more
-than TRIM_AFTER_BYTES, asks glibc to hand free pages back (`malloc_trim`), in a worker thread, one trim at a time.
-Elsewhere than glibc, trimming does nothing.
+its cost is measured in docs/performance.md) and, after a large request, asks glibc to hand free pages back
+(`malloc_trim`), in a worker thread, one trim at a time. A request is large when it moved more than
+TRIM_AFTER_BYTES or ran longer than TRIM_AFTER_SECONDS: sampling 256 codes grids takes seconds and a few hundred MiB
+with a small body and answer, and by bytes alone the server kept a third more memory after such requests than
+before them. Elsewhere than glibc, trimming does nothing.
 """
 
 import ctypes
@@ -24,21 +26,23 @@ def find_malloc_trim() -> ctypes._CFuncPtr | None:
 
 
 class MemoryRelease:
-    """`after(size)` is told how many bytes each request moved. After a large one, a worker thread trims once a
-    second for TRIM_WINDOW seconds: memory is freed not only when the request ends but also as its connection
-    drains and closes and as concurrent requests finish, so a single trim right after it leaves much behind."""
+    """`after(size, seconds)` is told how many bytes each request moved and how long it ran. After a large one, a
+    worker thread trims once a second for TRIM_WINDOW seconds: memory is freed not only when the request ends but
+    also as its connection drains and closes and as concurrent requests finish, so a single trim right after it
+    leaves much behind."""
 
     TRIM_INTERVAL, TRIM_WINDOW = 1.0, 10.0  # seconds; a trim costs that thread milliseconds, and only then
 
-    def __init__(self, threshold_bytes: int):
-        self.threshold = threshold_bytes
+    def __init__(self, threshold_bytes: int, threshold_seconds: float = 0.0):  # threshold_bytes 0: never trim
+        self.threshold, self.threshold_seconds = threshold_bytes, threshold_seconds
         self.malloc_trim = find_malloc_trim() if threshold_bytes > 0 else None
         self.lock = threading.Lock()
         self.last_large = 0.0
         self.running = False
 
-    def after(self, size: int) -> None:
-        if self.malloc_trim is None or size < self.threshold:
+    def after(self, size: int, seconds: float = 0.0) -> None:
+        long = 0 < self.threshold_seconds <= seconds
+        if self.malloc_trim is None or (size < self.threshold and not long):
             return
         with self.lock:
             self.last_large = time.monotonic()

@@ -49,7 +49,7 @@ def without_body(send: Send) -> Send:
 class RequestContext:
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app, self.settings = app, settings
-        self.memory = MemoryRelease(settings.TRIM_AFTER_BYTES)
+        self.memory = MemoryRelease(settings.TRIM_AFTER_BYTES, settings.TRIM_AFTER_SECONDS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,8 +86,9 @@ class RequestContext:
                 raise
             await self.send_error(send_with_id, scope["path"], error)
         finally:
-            self.memory.after(moved[0])
-            self.record(scope, method, status, request_id, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.memory.after(moved[0], seconds)
+            self.record(scope, method, status, request_id, seconds)
 
     def check_api_key(self, path: str, headers: dict[str, str]) -> None:
         expected = self.settings.API_KEY
