@@ -1,6 +1,8 @@
 """The image codec's resize modes: what a model sees of an image of another size or colour."""
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -122,3 +124,14 @@ def test_a_file_of_another_format_is_named_in_the_error(data: bytes, named: str)
     with pytest.raises(InvalidInputError) as refused:
         decode_image(data, (1, 28, 28), "crop")
     assert str(refused.value.message) == f"send a PNG or JPEG image; this is {named}"
+
+
+def test_a_decompression_bomb_is_refused_from_its_header() -> None:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)  # 10^10 grey pixels, no pixel data
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    for resize in ("none", "crop"):
+        with pytest.raises(InvalidInputError, match="image too large"):
+            decode_image(bomb, (1, 28, 28), resize)
