@@ -5,7 +5,7 @@ import io
 from typing import Literal, NamedTuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from contract.errors import InvalidInputError
 
@@ -47,15 +47,6 @@ RESIZE_MODES: tuple[Resize, ...] = ("none", "stretch", "crop", "pad")
 # EXIF orientation: how the stored pixels turn to be seen upright (cameras store portraits sideways); 5 to 8 swap
 # width and height.
 ORIENTATION, SIDEWAYS = 0x0112, {5, 6, 7, 8}
-TURNS = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 
 class DecodedImage(NamedTuple):
@@ -105,8 +96,9 @@ def eight_bit(image: Image.Image) -> Image.Image:
 
 
 def upright(image: Image.Image, orientation: int) -> Image.Image:
-    """The loaded image turned as its EXIF orientation says viewers show it."""
-    return image.transpose(TURNS[orientation]) if orientation in TURNS else image
+    """The loaded image turned as its EXIF orientation (exif_orientation's, read before loading) says viewers show
+    it."""
+    return image if orientation == 1 else ImageOps.exif_transpose(image)
 
 
 def decode_image(

@@ -33,14 +33,14 @@ class MemoryRelease:
 
     TRIM_INTERVAL, TRIM_WINDOW = 1.0, 10.0  # seconds; a trim costs that thread milliseconds, and only then
 
-    def __init__(self, threshold_bytes: int, threshold_seconds: float = 0.0):  # threshold_bytes 0: never trim
+    def __init__(self, threshold_bytes: int, threshold_seconds: float):  # threshold_bytes 0: never trim
         self.threshold, self.threshold_seconds = threshold_bytes, threshold_seconds
         self.malloc_trim = find_malloc_trim() if threshold_bytes > 0 else None
         self.lock = threading.Lock()
         self.last_large = 0.0
         self.running = False
 
-    def after(self, size: int, seconds: float = 0.0) -> None:
+    def after(self, size: int, seconds: float) -> None:
         long = 0 < self.threshold_seconds <= seconds
         if self.malloc_trim is None or (size < self.threshold and not long):
             return

@@ -174,9 +174,8 @@ def read_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            return eight_bit(
-                upright(image, exif_orientation(image))
-            )  # as viewers show it (cameras store portraits sideways)
+            # as viewers show it (cameras store portraits sideways), 16-bit greyscale scaled to 8 bits
+            return eight_bit(upright(image, exif_orientation(image)))
     except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"{path}: not a readable PNG or JPEG ({error})") from None
 

@@ -164,12 +164,14 @@ def validation_images(options: ExportOptions, shape: tuple[int, int, int]) -> tu
     return val.images[:256], val.labels[:256]
 
 
-def write_package(options: ExportOptions, graphs: Graphs, extra_files: dict[str, bytes], **manifest: object) -> Path:
-    """Exports and checks every graph, writes the other files and the manifest, then renames the
-    assembled folder into place as the next version (or --version), which must not exist yet."""
+def write_package(
+    options: ExportOptions, graphs: Graphs, extra_files: dict[str, bytes], evaluation: dict, **manifest: object
+) -> Path:
+    """Exports and checks every graph, writes the other files and the manifest (with `evaluation`, the report
+    read_evaluation gives), then renames the assembled folder into place as the next version (or --version), which
+    must not exist yet."""
     if options.dynamo and options.opset < 18:
         raise ValueError("the dynamo exporter writes opset-18 operators (Split with num_outputs): pass --opset 18")
-    evaluation = read_evaluation(options.evaluation)
     model_folder = Path(options.out) / options.id
     version = options.version or next_version(model_folder)
     final = model_folder / str(version)

@@ -11,7 +11,7 @@ from torch import nn
 
 from contract.images import png_bytes, tile
 from training.checkpoint import load_checkpoint, load_model
-from training.export.package import ExportOptions, provenance, validation_images, write_package
+from training.export.package import ExportOptions, provenance, read_evaluation, validation_images, write_package
 from training.models.vae import VAE
 
 
@@ -75,6 +75,7 @@ def export_vae(options: ExportOptions) -> Path:
         options,
         graphs,
         vae_pictures(vae, images, labels, options.seed),
+        read_evaluation(options.evaluation),
         kind="vae",
         image_shape=config.image_shape,
         latent_shape=[config.latent_dim],

@@ -95,6 +95,7 @@ def export_vqvae(options: ExportOptions) -> Path:
         options,
         graphs,
         files,
+        evaluation,
         kind="vqvae",
         image_shape=image_shape(config),
         latent_shape=[config.code_dim, *config.grid],
