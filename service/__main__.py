@@ -7,6 +7,7 @@ import logging
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from service.config import Settings
 from service.main import create_app
@@ -41,12 +42,22 @@ def quiet_collector() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
+def read_settings() -> Settings:
+    """The settings, or an exit that names every bad one: a container that will not start says what to fix, and a
+    value such as MAX_BATCH_SIZE=0 never reaches a batcher that would then take no rows at all."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = [f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg']}" for e in error.errors()]
+        sys.exit("invalid settings: " + "; ".join(problems))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser("python -m service", description="Serve the exported models over HTTP.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    settings = Settings()
+    settings = read_settings()
     if "GRPC_HOST" not in settings.model_fields_set:  # gRPC listens where HTTP does unless told otherwise
         settings = settings.model_copy(update={"GRPC_HOST": args.host})
     configure_logging(settings.LOG_LEVEL)

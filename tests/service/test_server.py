@@ -1,8 +1,10 @@
 """The real thing: `python -m service` under uvicorn on a free loopback port, driven by httpx and
 by the standard Open Inference Protocol client (tritonclient)."""
 
+import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -69,3 +71,12 @@ def test_sigterm_stops_the_server_cleanly(server: tuple[str, subprocess.Popen]) 
     assert "Application shutdown complete" in log and "Finished server process" in log
     assert '"message": "request"' in log  # one JSON line per request
     assert "Traceback" not in log
+
+
+def test_bad_settings_stop_the_server_with_their_names() -> None:
+    """A zero batch size would leave every batch empty and every request waiting; the server refuses to start."""
+    env = {**os.environ, "MAX_BATCH_SIZE": "0", "POLL_SECONDS": "-1", "TRIM_AFTER_SECONDS": "soon"}
+    finished = subprocess.run([sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 1
+    assert finished.stderr.startswith("invalid settings: MAX_BATCH_SIZE='0'")
+    assert "POLL_SECONDS='-1'" in finished.stderr and "TRIM_AFTER_SECONDS='soon'" in finished.stderr
