@@ -34,7 +34,7 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-NEWEST = {VQVAE: 6, VAE: 2, VAE_2D: 1, CVAE: 1, BETA_VAE: 2, FREY_VQVAE: 1, FREY_VAE: 1, CIFAR_VQVAE: 1}
+NEWEST = {VQVAE: 6, VAE: 2, VAE_2D: 1, CVAE: 1, BETA_VAE: 2, FREY_VQVAE: 1, FREY_VAE: 1, CIFAR_VQVAE: 2}
 
 
 def manifest(model: str, version: int | None = None) -> dict:
@@ -191,7 +191,13 @@ def test_the_beta_vae_keeps_fewer_nats_in_z_than_its_beta_1_twin(client: TestCli
 def test_the_cifar_vqvae_reconstructs_test_photos_and_samples_a_chosen_class(client: TestClient) -> None:
     bundled = manifest(CIFAR_VQVAE)
     assert bundled["image_shape"] == [3, 32, 32] and bundled["latent_shape"][1:] == [8, 8]
-    assert bundled["prior"] == {"conditional": True, "num_classes": 10, "labels_optional": True}
+    assert bundled["prior"] == {
+        "conditional": True,
+        "num_classes": 10,
+        "labels_optional": True,
+        "guidance": 0.0,
+        "unlabelled": "no_label",
+    }
     assert bundled["metrics"]["psnr"] >= 24.5 and bundled["metrics"]["codebook_usage"] >= 0.95
     files = [("images", (path.name, path.read_bytes(), "image/png")) for path in CIFAR_TEST_IMAGES]
     again = client.post(f"/v1/models/{CIFAR_VQVAE}/reconstruct?format=array", files=files).json()["arrays"]
