@@ -1,15 +1,11 @@
-"""Every setting of the service, read from the environment (or a .env file) in one place."""
+"""Every setting of the service, read from the environment (or a .env file) in one place. Out-of-range values stop
+the service at start-up: MAX_BATCH_SIZE=0, say, would leave every batch empty and every request waiting."""
 
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-# Out-of-range values stop the service at startup: MAX_BATCH_SIZE=0, say, would leave every batch empty.
-Positive = Annotated[int, Field(ge=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-NonNegative = Annotated[float, Field(ge=0)]
 
 
 class Settings(BaseSettings):
@@ -23,15 +19,15 @@ class Settings(BaseSettings):
     LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
     # How long an idle keep-alive connection stays open. Longer than the idle timeouts of clients and load
     # balancers (60 s is common), so that the server is never the one closing a connection a client is reusing.
-    KEEP_ALIVE_SECONDS: Positive = 75
+    KEEP_ALIVE_SECONDS: PositiveInt = 75
 
     # Dynamic batching (service/batching.py): rows per onnxruntime run (1 turns batching off), how long a
     # forming batch waits for announced requests, and the queue bound beyond which requests get 503.
-    MAX_BATCH_SIZE: Positive = 64
+    MAX_BATCH_SIZE: PositiveInt = 64
     # Unset: 5 ms on a GPU, where a batch of 32 costs about what one image does; 0 on the CPU, where each image costs
     # the same in any batch, so waiting only idles the model's core (batches still form while it is busy).
-    BATCH_DELAY_MS: NonNegative | None = None
-    MAX_QUEUE_ROWS: Positive = 1024
+    BATCH_DELAY_MS: NonNegativeFloat | None = None
+    MAX_QUEUE_ROWS: PositiveInt = 1024
 
     # Memory after large requests (memory.py): onnxruntime's CPU arena keeps the largest batch's activations for
     # good (off by default; its cost is in docs/performance.md); after a request that moved this many bytes
@@ -39,7 +35,7 @@ class Settings(BaseSettings):
     # the OS.
     ORT_CPU_ARENA: bool = False
     TRIM_AFTER_BYTES: NonNegativeInt = 1024 * 1024
-    TRIM_AFTER_SECONDS: NonNegative = 0.25
+    TRIM_AFTER_SECONDS: NonNegativeFloat = 0.25
 
     # The Open Inference Protocol over gRPC, beside HTTP (0: off); GRPC_HOST is the HTTP --host unless set.
     GRPC_PORT: Annotated[int, Field(ge=0, le=65535)] = 8001
@@ -47,12 +43,12 @@ class Settings(BaseSettings):
     # What may change while serving (registry.py): none | poll (rescan MODELS_DIR every POLL_SECONDS) | explicit
     # (the repository API's load and unload; keep it off the internet, behind the API key)
     MODEL_CONTROL: Literal["none", "poll", "explicit"] = "none"
-    POLL_SECONDS: Annotated[float, Field(gt=0)] = 5.0
+    POLL_SECONDS: PositiveFloat = 5.0
 
     API_KEY: str = ""  # when set, every route but liveness needs header X-API-Key (or Bearer token)
-    MAX_BODY_BYTES: Positive = 8 * 1024 * 1024
-    MAX_IMAGES: Positive = 256  # images per encode / reconstruct request
-    MAX_IMAGE_PIXELS: Positive = 4096 * 4096  # width x height of an uploaded image that ?resize= may convert
-    MAX_SAMPLES: Positive = 256  # samples per sample request
+    MAX_BODY_BYTES: PositiveInt = 8 * 1024 * 1024
+    MAX_IMAGES: PositiveInt = 256  # images per encode / reconstruct request
+    MAX_IMAGE_PIXELS: PositiveInt = 4096 * 4096  # width x height of an uploaded image that ?resize= may convert
+    MAX_SAMPLES: PositiveInt = 256  # samples per sample request
     MAX_STEPS: Annotated[int, Field(ge=2)] = 64  # interpolation and traversal steps
-    MAX_ITERATIONS: Positive = 500  # inpainting iterations
+    MAX_ITERATIONS: PositiveInt = 500  # inpainting iterations
