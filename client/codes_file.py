@@ -2,7 +2,9 @@
 
 Rows are appended batch by batch, so an interrupted `encode` keeps what it finished: the .npy
 header is rewritten in place after each batch (numpy leaves room in it for the first axis to
-grow), and on resume the two files are cut back to the rows both of them hold.
+grow), and on resume the two files are cut back to the rows both of them hold. The header is the
+record of what the .npy holds: a batch goes in right after the rows it counts, never after bytes
+that a crash left beyond them, which would shift every later row away from its index line.
 """
 
 import json
@@ -48,6 +50,10 @@ class CodesFile:
         if f.tell() != offset:  # never expected: numpy pads the header for the first axis to grow
             raise RuntimeError(f"the .npy header of {shape} no longer fits in place")
 
+    @staticmethod
+    def row_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+        return int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+
     def repair(self) -> list[dict]:
         """Cut the .npy and the index back to the rows both hold; returns the index entries kept."""
         entries = self.entries()
@@ -57,13 +63,18 @@ class CodesFile:
             return []
         with open(self.npy, "r+b") as f:
             shape, dtype, offset = self.header(f)
-            rows = min(shape[0], len(entries))
-            if rows < shape[0]:
-                f.truncate(offset + rows * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
+            row_bytes = self.row_bytes(shape, dtype)
+            on_disk = (f.seek(0, 2) - offset) // row_bytes if row_bytes else shape[0]
+            rows = min(shape[0], len(entries), on_disk)
+            if rows < shape[0]:  # the header first: a crash before the cut leaves bytes that no header counts
                 self.write_header(f, (rows, *shape[1:]), dtype, offset)
+            f.truncate(offset + rows * row_bytes)  # the rows dropped, and any uncounted bytes after them
         if rows < len(entries):
             entries = entries[:rows]
-        self.index.write_text("".join(json.dumps(e) + "\n" for e in entries))
+        # Rewritten under another name, then renamed: a crash mid-write cannot take the finished rows' lines with it.
+        partial = self.index.with_suffix(".jsonl.partial")
+        partial.write_text("".join(json.dumps(e) + "\n" for e in entries))
+        partial.replace(self.index)
         return entries
 
     def append(self, rows: np.ndarray, entries: list[dict]) -> None:
@@ -80,8 +91,9 @@ class CodesFile:
             if dtype != rows.dtype or shape[1:] != rows.shape[1:]:
                 given = f"{rows.dtype} rows of {rows.shape[1:]}"
                 raise ValueError(f"{self.npy} holds {dtype} rows of {shape[1:]}; these are {given}")
-            f.seek(0, 2)
+            f.seek(offset + shape[0] * self.row_bytes(shape, dtype))  # after the rows counted, whatever follows
             f.write(rows.tobytes())
+            f.truncate()
             self.write_header(f, (shape[0] + len(rows), *shape[1:]), dtype, offset)
         with open(self.index, "a") as f:
             f.write("".join(json.dumps(e) + "\n" for e in entries))

@@ -82,6 +82,23 @@ def test_an_interrupted_run_is_cut_back_to_what_both_files_hold(tmp_path) -> Non
         store.append(np.zeros((1, 2), np.float32), [{"row": 2, "file": "c"}])
 
 
+def test_rows_written_before_a_crash_with_no_header_are_not_taken_for_later_rows(tmp_path) -> None:
+    store = CodesFile(tmp_path / "codes.npy")
+    store.append(np.zeros((1, 7, 7), np.int64), [{"row": 0, "file": "a"}])
+    with open(store.npy, "ab") as f:  # the crash came after a batch's rows, before its header and index lines
+        f.write(np.full((2, 7, 7), 9, np.int64).tobytes()[:700])
+    assert [e["file"] for e in store.repair()] == ["a"]
+    store.append(np.ones((1, 7, 7), np.int64), [{"row": 1, "file": "b"}])
+    store.append(np.full((1, 7, 7), 2, np.int64), [{"row": 2, "file": "c"}])
+    codes = np.load(store.npy)
+    assert [e["file"] for e in store.entries()] == ["a", "b", "c"]
+    assert codes.shape == (3, 7, 7) and [int(row.max()) for row in codes] == [0, 1, 2]
+    with open(store.npy, "r+b") as f:  # a file shorter than its header says: only the whole rows it holds count
+        f.truncate(f.seek(0, 2) - 100)
+    assert [e["file"] for e in store.repair()] == ["a", "b"]
+    assert np.load(store.npy).shape == (2, 7, 7)
+
+
 def test_sample_and_interpolate_write_pictures(url: str, tmp_path) -> None:
     grid = tmp_path / "grid.png"
     main(["sample", "--url", url, "--model", "tiny-uncond", "--n", "9", "--seed", "0", "--out", str(grid)])
