@@ -9,7 +9,7 @@ import argparse
 import os
 import random
 import sys
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -96,13 +96,22 @@ def encode(client: Client, args: argparse.Namespace) -> None:
     print(f"{len(done)} {what} in {store.npy}, file names in {store.index}", file=sys.stderr)
 
 
+def png_names(files: list[str], rows: int) -> list[Path]:
+    """A PNG name for each row: its file's with .png, or where files would share one (a.jpg beside a.png) the
+    whole name + .png for those that were not that PNG; the row's number for a row the index does not name."""
+    names = [Path(file).with_suffix(".png") for file in files]
+    shared = {name for name, count in Counter(names).items() if count > 1}
+    names = [Path(f"{f}.png") if n in shared and Path(f) != n else n for f, n in zip(files, names, strict=True)]
+    return names + [Path(f"{i:06d}.png") for i in range(len(names), rows)]
+
+
 def decode(client: Client, args: argparse.Namespace) -> None:
     """A codes file (or any .npy of codes or latents) -> one PNG per row, named after the index's files."""
     rows = np.load(args.codes)
     entries = CodesFile(args.codes).entries()[: len(rows)]
     model = args.model or (entries[0]["model"] if entries else DEFAULT_MODEL)
     version = args.version or (entries[0]["version"] if entries else None)
-    names = [Path(e["file"]).with_suffix(".png") for e in entries] or [Path(f"{i:06d}.png") for i in range(len(rows))]
+    names = png_names([e["file"] for e in entries], len(rows))
     out = Path(args.out)
     written = 0
     with tqdm(total=len(rows), unit="image", disable=args.quiet) as bar:

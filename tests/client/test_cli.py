@@ -99,6 +99,17 @@ def test_rows_written_before_a_crash_with_no_header_are_not_taken_for_later_rows
     assert np.load(store.npy).shape == (2, 7, 7)
 
 
+def test_decode_names_every_row_and_never_two_rows_alike(url: str, tmp_path) -> None:
+    store = CodesFile(tmp_path / "codes.npy")
+    store.append(np.zeros((2, 7, 7), np.int64), [{"row": i, "file": name, "model": "tiny-uncond", "version": 1}
+                                                 for i, name in enumerate(["a.jpg", "a.png"])])  # fmt: skip
+    rows = np.concatenate([np.load(store.npy), np.ones((1, 7, 7), np.int64)])  # a row the index does not name
+    np.save(tmp_path / "more.npy", rows)
+    (tmp_path / "more.jsonl").write_text(store.index.read_text())
+    main(["decode", str(tmp_path / "more.npy"), "--url", url, "--out", str(tmp_path / "out"), "--quiet"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["000002.png", "a.jpg.png", "a.png"]
+
+
 def test_sample_and_interpolate_write_pictures(url: str, tmp_path) -> None:
     grid = tmp_path / "grid.png"
     main(["sample", "--url", url, "--model", "tiny-uncond", "--n", "9", "--seed", "0", "--out", str(grid)])
