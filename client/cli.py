@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from client import images as pictures
 from client.api import DEFAULT_URL, Client
-from client.codes_file import CodesFile
+from client.codes_file import CodesFile, InUseError
 from contract.errors import ServiceError
 
 DEFAULT_MODEL = "mnist-vqvae"
@@ -53,6 +53,14 @@ def load_images(paths: Sequence[Path], root: Path, shape: Sequence[int], skipped
 def encode(client: Client, args: argparse.Namespace) -> None:
     """Images under a folder -> codes.npy (VQ code grids, or VAE means) + codes.jsonl, resuming a previous run."""
     store = CodesFile(args.out)
+    try:
+        with store.writing():
+            encode_into(store, client, args)
+    except InUseError as error:
+        sys.exit(f"error: {error}")
+
+
+def encode_into(store: CodesFile, client: Client, args: argparse.Namespace) -> None:
     done = store.repair()
     if done and done[0]["model"] != args.model:
         sys.exit(f"error: {args.out} holds rows of model {done[0]['model']}; pick another --out")

@@ -4,21 +4,47 @@ Rows are appended batch by batch, so an interrupted `encode` keeps what it finis
 header is rewritten in place after each batch (numpy leaves room in it for the first axis to
 grow), and on resume the two files are cut back to the rows both of them hold. The header is the
 record of what the .npy holds: a batch goes in right after the rows it counts, never after bytes
-that a crash left beyond them, which would shift every later row away from its index line.
+that a crash left beyond them, which would shift every later row away from its index line. One
+writer at a time: a second `encode` into the same file is refused while the first runs (where the
+OS has POSIX file locks).
 """
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+try:
+    import fcntl
+except ImportError:  # Windows: no POSIX locks; one writer is then the user's to ensure
+    fcntl = None
+
 import numpy as np
 from numpy.lib import format as npy
+
+
+class InUseError(RuntimeError):
+    """Another process is writing the codes file."""
 
 
 class CodesFile:
     def __init__(self, path: str | Path):
         self.npy = Path(path)
         self.index = self.npy.with_suffix(".jsonl")
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Holds the file for one writer (a lock on `<name>.npy.lock`, left in place); a second gets InUseError at
+        once while the first runs."""
+        with open(f"{self.npy}.lock", "a") as lock:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    message = f"another encode is writing {self.npy}; wait for it, or pick another --out"
+                    raise InUseError(message) from None
+            yield
 
     def entries(self) -> list[dict]:
         """The index lines written so far (a half-written last line is dropped)."""

@@ -99,6 +99,17 @@ def test_rows_written_before_a_crash_with_no_header_are_not_taken_for_later_rows
     assert np.load(store.npy).shape == (2, 7, 7)
 
 
+def test_a_second_encode_into_the_same_file_is_refused_while_the_first_runs(url: str, tmp_path) -> None:
+    write_digits(tmp_path / "images", ["a.png"])
+    out = tmp_path / "codes.npy"
+    run = ["encode", str(tmp_path / "images"), "--url", url, "--model", "tiny-uncond", "--out", str(out), "--quiet"]
+    with CodesFile(out).writing(), pytest.raises(SystemExit, match="another encode is writing"):
+        main(run)
+    assert not out.exists()
+    main(run)  # once the first has finished, the file is free
+    assert np.load(out).shape == (1, 7, 7)
+
+
 def test_decode_names_every_row_and_never_two_rows_alike(url: str, tmp_path) -> None:
     store = CodesFile(tmp_path / "codes.npy")
     store.append(np.zeros((2, 7, 7), np.int64), [{"row": i, "file": name, "model": "tiny-uncond", "version": 1}
