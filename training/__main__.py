@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     try:
         COMMANDS[argv[0]](argv[1:])
-    except (FileNotFoundError, ValueError) as error:  # bad data, options or files: the message says which
+    # Bad data, options or files (a missing one, or a run that would be overwritten): the message says which.
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
         sys.exit(f"error: {error}")
     finally:
         distributed.stop()  # under torchrun: leave the process group

@@ -4,12 +4,15 @@ A recipe is a plain bash script (`bash recipes/<id>.sh` runs it too): `NAME=${NA
 `latentgen-train ...` command per line (a trailing backslash continues it). The runner reads the settings and the
 commands, runs each command in this process, and stops at the first failure. `--toy` runs the same commands at toy
 size, as the tests do: the recipe's TOY_DATA (synthetic images of its data's shape) for DATA, one epoch, tiny widths;
-only options a command already has are changed, so every command stays one the real recipe runs.
+only options a command already has are changed, so every command stays one the real recipe runs. A toy run writes
+its runs and packages into a new scratch folder (unless RUNS or MODELS are set), never into exported_models/, where
+a toy package would be served as the newest version of the real one.
 """
 
 import argparse
 import re
 import shlex
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +78,13 @@ def run_recipe(path: Path, overrides: dict[str, str] | None = None, toy_size: bo
 
     recipe = read_recipe(path, overrides)
     if toy_size:
-        recipe = read_recipe(path, {"DATA": recipe.settings.get("TOY_DATA", "synthetic:240"), **(overrides or {})})
+        given = overrides or {}
+        toy_settings = {"DATA": recipe.settings.get("TOY_DATA", "synthetic:240")}
+        if not {"RUNS", "MODELS"} <= given.keys():
+            scratch = Path(tempfile.mkdtemp(prefix=f"latentgen-toy-{path.stem}-"))
+            toy_settings |= {"RUNS": str(scratch / "runs"), "MODELS": str(scratch / "exported_models")}
+            print(f"toy size: writing into {scratch}", flush=True)
+        recipe = read_recipe(path, toy_settings | given)
     for words in recipe.commands:
         words = toy(words) if toy_size else words
         print(f"+ {COMMAND} {shlex.join(words)}", flush=True)

@@ -65,6 +65,8 @@ class Run:
         self.world = distributed.world()
         if options.batch_size % self.world.size:
             raise ValueError(f"--batch-size {options.batch_size} (global) does not divide among {self.world.size}")
+        if not options.resume and (self.out / "last.pt").exists():  # a new run would overwrite that run's checkpoints
+            raise FileExistsError(f"{self.out} holds a run (last.pt): --resume continues it; or pick another --out")
         if self.world.main:
             self.out.mkdir(parents=True, exist_ok=True)
         seed_everything(options.seed)  # the same on every rank: identical initial weights and codebook draws

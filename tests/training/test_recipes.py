@@ -1,6 +1,7 @@
 """Every bundled package's recipe runs, command for command, at toy size on synthetic data, and is valid bash."""
 
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,17 @@ def test_the_recipe_runs_at_toy_size(recipe: Path, tmp_path: Path) -> None:
         versions = list((tmp_path / "models" / model_id).iterdir())
         assert versions and all(read_manifest(v).id == model_id for v in versions)
     assert not exports or recipe.stem in {w[w.index("--id") + 1] for w in exports}
+
+
+def test_a_toy_run_never_writes_into_the_bundled_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # where a toy run's default RUNS=runs and MODELS=exported_models would land
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    ran = run_recipe(next(r for r in RECIPES if r.stem == "mnist-vae-2d"), toy_size=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scratch"]
+    (folder,) = (tmp_path / "scratch").iterdir()
+    assert ran.settings["MODELS"] == str(folder / "exported_models")
+    assert [v.name for v in (folder / "exported_models" / "mnist-vae-2d").iterdir()] == ["1"]
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
