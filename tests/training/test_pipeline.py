@@ -103,6 +103,15 @@ def test_export_adds_versions_and_never_overwrites(tiny_pipeline: TinyPipeline, 
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "2"]  # no partial folders left
 
 
+def test_a_new_run_never_overwrites_the_checkpoints_of_an_earlier_one(tmp_path: Path) -> None:
+    first = load_checkpoint(train_vqvae(run_options(tmp_path / "run", epochs=1), TINY_VQVAE).parent / "last.pt")
+    with pytest.raises(FileExistsError, match="--resume continues it"):
+        train_vqvae(run_options(tmp_path / "run", epochs=1), TINY_VQVAE)
+    kept = load_checkpoint(tmp_path / "run" / "last.pt")
+    for name, tensor in first["model"].items():
+        torch.testing.assert_close(kept["model"][name], tensor, msg=name)
+
+
 def test_resumed_training_matches_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     straight = load_checkpoint(train_vqvae(run_options(tmp_path / "straight"), TINY_VQVAE).parent / "last.pt")
 
