@@ -37,6 +37,7 @@ class CodesFile:
     def writing(self) -> Iterator[None]:
         """Holds the file for one writer (a lock on `<name>.npy.lock`, left in place); a second gets InUseError at
         once while the first runs."""
+        self.npy.parent.mkdir(parents=True, exist_ok=True)
         with open(f"{self.npy}.lock", "a") as lock:
             if fcntl is not None:
                 try:

@@ -108,6 +108,8 @@ def test_a_second_encode_into_the_same_file_is_refused_while_the_first_runs(url:
     assert not out.exists()
     main(run)  # once the first has finished, the file is free
     assert np.load(out).shape == (1, 7, 7)
+    main([*run[:-2], str(tmp_path / "new" / "folder" / "codes.npy"), "--quiet"])  # its folders are made
+    assert np.load(tmp_path / "new" / "folder" / "codes.npy").shape == (1, 7, 7)
 
 
 def test_decode_names_every_row_and_never_two_rows_alike(url: str, tmp_path) -> None:
