@@ -52,6 +52,8 @@ def load_images(paths: Sequence[Path], root: Path, shape: Sequence[int], skipped
 
 def encode(client: Client, args: argparse.Namespace) -> None:
     """Images under a folder -> codes.npy (VQ code grids, or VAE means) + codes.jsonl, resuming a previous run."""
+    if not Path(args.folder).is_dir():
+        sys.exit(f"error: {args.folder} is not a folder (encode takes a folder of images)")
     store = CodesFile(args.out)
     try:
         with store.writing():

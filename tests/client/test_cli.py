@@ -105,6 +105,8 @@ def test_a_second_encode_into_the_same_file_is_refused_while_the_first_runs(url:
     run = ["encode", str(tmp_path / "images"), "--url", url, "--model", "tiny-uncond", "--out", str(out), "--quiet"]
     with CodesFile(out).writing(), pytest.raises(SystemExit, match="another encode is writing"):
         main(run)
+    with pytest.raises(SystemExit, match="is not a folder"):  # a mistyped folder is not an empty success
+        main(["encode", str(tmp_path / "imagse"), *run[2:]])
     assert not out.exists()
     main(run)  # once the first has finished, the file is free
     assert np.load(out).shape == (1, 7, 7)
