@@ -99,7 +99,7 @@ def test_rows_written_before_a_crash_with_no_header_are_not_taken_for_later_rows
     assert np.load(store.npy).shape == (2, 7, 7)
 
 
-def test_a_second_encode_into_the_same_file_is_refused_while_the_first_runs(url: str, tmp_path) -> None:
+def test_encode_refuses_a_second_writer_and_a_missing_folder_and_makes_its_out_folders(url: str, tmp_path) -> None:
     write_digits(tmp_path / "images", ["a.png"])
     out = tmp_path / "codes.npy"
     run = ["encode", str(tmp_path / "images"), "--url", url, "--model", "tiny-uncond", "--out", str(out), "--quiet"]
