@@ -293,5 +293,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         with Client(args.url, api_key=args.api_key, timeout=args.timeout) as client:
             args.run(client, args)
-    except ServiceError as error:
+    except (ServiceError, OSError) as error:  # the service's answer, or a file that cannot be read or written
         sys.exit(f"error: {error}")

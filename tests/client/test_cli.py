@@ -107,6 +107,8 @@ def test_encode_refuses_a_second_writer_and_a_missing_folder_and_makes_its_out_f
         main(run)
     with pytest.raises(SystemExit, match="is not a folder"):  # a mistyped folder is not an empty success
         main(["encode", str(tmp_path / "imagse"), *run[2:]])
+    with pytest.raises(SystemExit, match="No such file"):
+        main(["decode", str(tmp_path / "nowhere.npy"), "--url", url, "--out", str(tmp_path / "decoded")])
     assert not out.exists()
     main(run)  # once the first has finished, the file is free
     assert np.load(out).shape == (1, 7, 7)
