@@ -5,8 +5,8 @@ A recipe is a plain bash script (`bash recipes/<id>.sh` runs it too): `NAME=${NA
 commands, runs each command in this process, and stops at the first failure. `--toy` runs the same commands at toy
 size, as the tests do: the recipe's TOY_DATA (synthetic images of its data's shape) for DATA, one epoch, tiny widths;
 only options a command already has are changed, so every command stays one the real recipe runs. A toy run writes
-its runs and packages into a new scratch folder (unless RUNS or MODELS are set), never into exported_models/, where
-a toy package would be served as the newest version of the real one.
+its runs and packages into a new scratch folder (where RUNS and MODELS are not set), never into exported_models/,
+where a toy package would be served as the newest version of the real one.
 """
 
 import argparse
