@@ -33,6 +33,6 @@ bench: $(BIN)/.all-installed
 	$(BIN)/python -m bench.sampling
 	$(BIN)/python -m bench.serving
 
-# The service against MLServer, LitServe and BentoML in one run (each in its own .peers/ virtual environment).
+# The service against MLServer, LitServe, BentoML and KServe in one run (each in its own .peers/ virtual environment).
 bench-peers: $(BIN)/.all-installed
 	$(BIN)/python -m bench.peers
