@@ -45,6 +45,8 @@ class CodesFile:
                 except BlockingIOError:
                     message = f"another encode is writing {self.npy}; wait for it, or pick another --out"
                     raise InUseError(message) from None
+                except OSError:  # a filesystem without locks (some network and FUSE mounts): write unguarded
+                    pass
             yield
 
     def entries(self) -> list[dict]:
