@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from client import images as pictures
 from client.api import DEFAULT_URL, Client
-from client.codes_file import CodesFile, InUseError
+from client.codes_file import CodesFile
 from contract.errors import ServiceError
 
 DEFAULT_MODEL = "mnist-vqvae"
@@ -55,11 +55,8 @@ def encode(client: Client, args: argparse.Namespace) -> None:
     if not Path(args.folder).is_dir():
         sys.exit(f"error: {args.folder} is not a folder (encode takes a folder of images)")
     store = CodesFile(args.out)
-    try:
-        with store.writing():
-            encode_into(store, client, args)
-    except InUseError as error:
-        sys.exit(f"error: {error}")
+    with store.writing():  # a second writer gets InUseError, which main() reports as any unusable file
+        encode_into(store, client, args)
 
 
 def encode_into(store: CodesFile, client: Client, args: argparse.Namespace) -> None:

@@ -24,8 +24,8 @@ import numpy as np
 from numpy.lib import format as npy
 
 
-class InUseError(RuntimeError):
-    """Another process is writing the codes file."""
+class InUseError(OSError):
+    """Another process is writing the codes file (an OSError, as a busy file is, so callers report it alike)."""
 
 
 class CodesFile:
