@@ -5,6 +5,7 @@ cannot drift apart.
 """
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,7 +13,22 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
-ModelId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+# Model ids name folders of the repository: a letter or digit first (so never "." or ".."), no separator, no more
+# than a file name may hold. The exporter, the registry and every front of the service check names by this one rule.
+MODEL_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+ModelId = Annotated[str, StringConstraints(pattern=f"^{MODEL_ID_PATTERN}$")]
+MODEL_ID_RULE = "1 to 128 letters, digits, '.', '_' or '-', starting with a letter or a digit"
+# Versions are numeric folders; 18 digits keep every one an int64 (what Triton's protocol carries).
+VERSION_PATTERN = r"[0-9]{1,18}"
+
+
+def is_model_id(name: str) -> bool:
+    return re.fullmatch(MODEL_ID_PATTERN, name) is not None
+
+
+def parse_version(text: str) -> int | None:
+    """A version as a request or a folder names it ("3"), or None when the text is not one."""
+    return int(text) if re.fullmatch(VERSION_PATTERN, text) else None
 
 
 class Strict(BaseModel):

@@ -6,18 +6,17 @@ import json
 import logging
 import random
 import re
-import secrets
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contract.errors import PayloadTooLargeError, ServiceError, UnauthorizedError
+from service.auth import OPEN_PATHS, check_api_key
 from service.config import Settings
 from service.memory import MemoryRelease
 from service.metrics import LATENCY, REQUESTS
 
 log = logging.getLogger("service.access")
-OPEN_PATHS = {"/health/live", "/v2/health/live"}  # liveness never needs the API key
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 READ_HEADERS = {b"x-request-id", b"x-api-key", b"authorization", b"content-length"}
 
@@ -27,12 +26,6 @@ def error_payload(path: str, code: str, message: str) -> dict:
     if path.startswith("/v2/"):
         return {"error": message}  # what KServe/Triton clients parse
     return {"error": {"code": code, "message": message}}
-
-
-def bearer_token(authorization: str) -> str:
-    """The token of `Authorization: Bearer <token>`; the scheme's name is case-insensitive (RFC 7235)."""
-    scheme, _, token = authorization.strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def without_body(send: Send) -> Send:
@@ -78,7 +71,8 @@ class RequestContext:
             await send(message)
 
         try:
-            self.check_api_key(scope["path"], headers)
+            if scope["path"] not in OPEN_PATHS:
+                check_api_key(self.settings.API_KEY, headers)
             receive = self.limit_body(headers, receive, moved)
             await self.app(scope, receive, send_with_id)
         except ServiceError as error:  # raised before the app ran; the app's handlers answer the rest
@@ -89,14 +83,6 @@ class RequestContext:
             seconds = time.perf_counter() - started
             self.memory.after(moved[0], seconds)
             self.record(scope, method, status, request_id, seconds)
-
-    def check_api_key(self, path: str, headers: dict[str, str]) -> None:
-        expected = self.settings.API_KEY
-        if not expected or path in OPEN_PATHS:
-            return
-        given = headers.get("x-api-key") or bearer_token(headers.get("authorization", ""))
-        if not secrets.compare_digest(given.encode(), expected.encode()):
-            raise UnauthorizedError("missing or wrong API key (header X-API-Key or Authorization: Bearer)")
 
     def too_large_message(self) -> str:
         return f"request body exceeds the limit of {self.settings.MAX_BODY_BYTES} bytes"

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from contract.errors import InvalidInputError, NotFoundError
-from contract.manifest import TensorSpec
+from contract.manifest import TensorSpec, parse_version
 from service import inference
 from service.batching import batch_rows
 from service.package import LoadedModel
@@ -25,11 +25,14 @@ NUMPY_TYPES = {"FP32": np.float32, "INT64": np.int64}
 def resolve(registry: Registry, name: str, version: str | None) -> tuple[LoadedModel, str]:
     """The model and graph that `name` (and `version`, digits or empty for the newest) name."""
     model_id, _, graph = name.rpartition(".")
-    if version is not None and not (version.isascii() and version.isdigit()):
-        raise NotFoundError(f"version {version!r} is not a number")
-    model = registry.get(model_id, int(version) if version else None) if model_id else None
-    if model is None or graph not in model.manifest.graphs:
-        raise NotFoundError(f"no graph {name!r}; graphs are named <model>.<graph>, e.g. mnist-vqvae.encoder")
+    number = parse_version(version) if version else None
+    if version and number is None:
+        raise NotFoundError("a version is a number of at most 18 digits")
+    if not model_id:
+        raise NotFoundError("no such graph: graphs are named <model>.<graph>, e.g. mnist-vqvae.encoder")
+    model = registry.get(model_id, number)
+    if graph not in model.manifest.graphs:
+        raise NotFoundError(f"model {model.id!r} has no graph {graph[:64]!r}; it has {sorted(model.manifest.graphs)}")
     return model, graph
 
 

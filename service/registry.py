@@ -13,6 +13,10 @@ reason; it never stops the others. MODEL_CONTROL says what may change while serv
 Folders whose names start with "." are never read: copy a version in under a hidden name and rename it into place
 (the exporter does), so that no half-copied package is seen. Requests already holding a model finish on it after
 it is unloaded or replaced.
+
+Only the repository is ever read: a name is looked up only when it is a model id (contract.manifest's rule, which
+rules out ".", ".." and separators), a folder that resolves outside MODELS_DIR (a link) is skipped, and the reasons
+that answers carry name a package's files by their place in the package, never by a path on this machine.
 """
 
 import logging
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract.errors import BadRequestError, ModelUnavailableError, NotFoundError
+from contract.manifest import MODEL_ID_RULE, is_model_id, parse_version
 from service.config import Settings
 from service.metrics import MODEL_INFO
 from service.package import GPU_PROVIDERS, LoadedModel, UnavailableModel, choose_providers, open_package, preload_cuda
@@ -29,12 +34,34 @@ log = logging.getLogger("service.registry")
 RETIRE_SECONDS = 120.0  # an unloaded version's batchers stop this long after it stops taking new requests
 
 
-def numbered(folder: Path) -> int | None:
-    return int(folder.name) if folder.name.isascii() and folder.name.isdigit() else None
-
-
 def visible_folders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
+    """The folder's subfolders that lie in the folder itself (a link that leads elsewhere is skipped), hidden ones
+    left out."""
+    if not folder.is_dir():
+        return []
+    found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    inside = [p for p in found if p.resolve().parent == folder.resolve()]
+    for outside in set(found) - set(inside):
+        log.warning("skipping %s: it resolves outside %s", outside, folder)
+    return inside
+
+
+def failure_reason(error: Exception, folder: Path, root: Path) -> str:
+    """Why a package failed, for answers: one line that names the package's files as `<id>/<version>/<file>`, never
+    a path on this machine (onnxruntime's and the OS's messages hold absolute paths)."""
+    text = str(error)
+    if isinstance(error, OSError) and error.filename:
+        text = f"{error.strerror}: {Path(error.filename).name}"
+    package = f"{folder.parent.name}/{folder.name}"
+    places = {str(p): package for p in (folder.resolve(), folder.absolute())}
+    places |= {str(p): "MODELS_DIR" for p in (root.resolve(), root.absolute())}
+    for place in sorted(places, key=len, reverse=True):  # the package's own path before the folder holding it
+        text = text.replace(place, places[place])
+    return " ".join(text.split())[:300] or type(error).__name__
+
+
+def invalid_id_error() -> NotFoundError:
+    return NotFoundError(f"no such model: a model id is {MODEL_ID_RULE}")
 
 
 def signature(folder: Path) -> tuple:
@@ -57,11 +84,16 @@ class Registry:
         preload_cuda(self.providers)
         if not self.settings.MODELS_DIR.is_dir():
             log.warning("models folder %s does not exist; serving no models", self.settings.MODELS_DIR)
+        if self.settings.MODEL_CONTROL == "explicit" and not self.settings.API_KEY:
+            log.warning("MODEL_CONTROL=explicit without API_KEY: whoever reaches the port can load and unload models")
+        for folder in visible_folders(self.settings.MODELS_DIR):
+            if not is_model_id(folder.name):
+                log.warning("skipping %s: its name is not a model id (%s)", folder, MODEL_ID_RULE)
         self.sync()
 
     def sync(self) -> None:
         """Makes the served models what MODELS_DIR holds (start, and each poll)."""
-        on_disk = {folder.name for folder in visible_folders(self.settings.MODELS_DIR)}
+        on_disk = {folder.name for folder in visible_folders(self.settings.MODELS_DIR) if is_model_id(folder.name)}
         for model_id in sorted(on_disk | set(self.models) | {u.id for u in self.unavailable}):
             self.sync_model(model_id)
 
@@ -69,7 +101,7 @@ class Registry:
         """Loads the model's new or changed versions, unloads the ones gone from disk."""
         with self.lock:
             folders = visible_folders(self.settings.MODELS_DIR / model_id)
-            present = {numbered(folder): folder for folder in folders}
+            present = {parse_version(folder.name): folder for folder in folders}
             for version in set(self.models.get(model_id, {})) - set(present):
                 self.drop(model_id, version)
             self.unavailable = [u for u in self.unavailable if u.id != model_id or u.folder in folders]
@@ -85,7 +117,7 @@ class Registry:
                 raise ValueError(f"{folder.name!r} is not a numeric version folder")
             model = open_package(folder, self.settings, self.providers)  # verified and warmed up before it serves
         except Exception as error:  # whatever is wrong with one package must not stop the others
-            reason = " ".join(str(error).split())[:300] or type(error).__name__
+            reason = failure_reason(error, folder, self.settings.MODELS_DIR)
             log.error("model %s version %s unavailable: %s", model_id, version, reason)
             self.unavailable.append(UnavailableModel(model_id, version, folder, reason))
             self.failed_signatures[folder] = signature(folder)
@@ -114,16 +146,26 @@ class Registry:
         if self.settings.MODEL_CONTROL != "explicit":
             raise BadRequestError(f"{action} needs MODEL_CONTROL=explicit; it is {self.settings.MODEL_CONTROL}")
 
-    def load_model(self, model_id: str) -> None:
-        """The repository API's load: (re)reads the model's folder; a version that fails leaves the others serving."""
+    def load_model(self, model_id: str) -> dict:
+        """The repository API's load: (re)reads the model's folder; a version that fails leaves the others serving.
+        Says which versions serve now and which were refused, why; 400 when none serves (as Triton's load)."""
+        if not is_model_id(model_id):
+            raise invalid_id_error()
         self.require_explicit("loading a model")
-        if not (self.settings.MODELS_DIR / model_id).is_dir():
+        on_disk = model_id in {folder.name for folder in visible_folders(self.settings.MODELS_DIR)}
+        if on_disk or model_id in self.models or any(u.id == model_id for u in self.unavailable):
+            self.sync_model(model_id)  # a model removed from disk is forgotten
+        if not on_disk:
             raise NotFoundError(f"no model {model_id!r} in the repository")
-        self.sync_model(model_id)
+        refused = [{"version": u.version, "reason": u.reason} for u in self.unavailable if u.id == model_id]
         if model_id not in self.models:
-            raise ModelUnavailableError(f"model {model_id!r} has no version that loads: {self.reasons(model_id)}")
+            reasons = self.reasons(model_id) or "its folder holds no numeric version folder"
+            raise BadRequestError(f"model {model_id!r} has no version that loads: {reasons}")
+        return {"name": model_id, "loaded": sorted(self.models[model_id]), "refused": refused}
 
     def unload_model(self, model_id: str) -> None:
+        if not is_model_id(model_id):
+            raise invalid_id_error()
         self.require_explicit("unloading a model")
         with self.lock:
             if model_id not in self.models:
@@ -145,6 +187,8 @@ class Registry:
 
     def get(self, model_id: str, version: int | None = None) -> LoadedModel:
         """The named version, or the newest; NotFoundError or ModelUnavailableError otherwise."""
+        if not is_model_id(model_id):
+            raise invalid_id_error()
         versions = self.models.get(model_id, {})
         if version is None and versions:
             return versions[max(versions)]

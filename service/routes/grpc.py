@@ -17,10 +17,10 @@ import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as rpc
 
-from contract.errors import ServiceError, UnauthorizedError
+from contract.errors import ServiceError
 from service import oip
+from service.auth import check_api_key
 from service.config import Settings
-from service.middleware import bearer_token
 from service.registry import Registry
 from service.routes.health import readiness
 
@@ -51,13 +51,8 @@ class InferenceService(rpc.GRPCInferenceServiceServicer):
             await context.abort(STATUS.get(error.status, grpc.StatusCode.INTERNAL), error.message)
 
     def authorize(self, context: grpc.aio.ServicerContext) -> None:
-        expected = self.settings.API_KEY
-        if not expected:
-            return
-        metadata = {key.lower(): value for key, value in context.invocation_metadata() or ()}
-        given = metadata.get("x-api-key") or bearer_token(metadata.get("authorization", ""))
-        if given != expected:
-            raise UnauthorizedError("missing or wrong API key (metadata x-api-key or authorization: Bearer)")
+        metadata = context.invocation_metadata() or ()
+        check_api_key(self.settings.API_KEY, {key.lower(): value for key, value in metadata if isinstance(value, str)})
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context) -> pb.ServerLiveResponse:  # noqa: N802
         return await self.call(context, self._live, open_=True)

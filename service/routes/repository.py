@@ -18,9 +18,9 @@ def index(registry: RegistryDep) -> list[dict]:
 
 @router.post("/models/{name}/load")
 async def load(name: str, registry: RegistryDep) -> dict:
-    """(Re)reads the model's folder: new versions are verified and warmed up before they serve."""
-    await run_in_threadpool(registry.load_model, name)
-    return {}
+    """(Re)reads the model's folder: new versions are verified and warmed up before they serve. Answers the
+    versions now serving and those refused, with the reasons; 400 when none serves."""
+    return await run_in_threadpool(registry.load_model, name)
 
 
 @router.post("/models/{name}/unload")

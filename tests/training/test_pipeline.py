@@ -103,6 +103,17 @@ def test_export_adds_versions_and_never_overwrites(tiny_pipeline: TinyPipeline, 
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "2"]  # no partial folders left
 
 
+@pytest.mark.parametrize("bad_id", ["..", "../outside", "a/b", "-a", "x" * 129])
+def test_export_refuses_an_id_that_is_not_a_model_id_and_writes_nothing(
+    tiny_pipeline: TinyPipeline, tmp_path: Path, bad_id: str
+) -> None:
+    models = tmp_path / "models"
+    options = ExportOptions(vae=str(tiny_pipeline.vae), evaluation="", data=DATA, out=str(models), id=bad_id)
+    with pytest.raises(ValueError, match="not a model id"):
+        export_vae(options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_a_new_run_never_overwrites_the_checkpoints_of_an_earlier_one(tmp_path: Path) -> None:
     first = load_checkpoint(train_vqvae(run_options(tmp_path / "run", epochs=1), TINY_VQVAE).parent / "last.pt")
     with pytest.raises(FileExistsError, match="--resume continues it"):

@@ -20,7 +20,16 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from contract.manifest import MANIFEST_FILE, GraphSpec, Manifest, Provenance, TensorSpec, sha256_file
+from contract.manifest import (
+    MANIFEST_FILE,
+    MODEL_ID_RULE,
+    GraphSpec,
+    Manifest,
+    Provenance,
+    TensorSpec,
+    is_model_id,
+    sha256_file,
+)
 from training.data import DataOptions, load_splits
 from training.export.shared_weights import share_tensors
 from training.models.pixelcnn_steps import LAYER_MAJOR
@@ -172,6 +181,8 @@ def write_package(
     must not exist yet."""
     if options.dynamo and options.opset < 18:
         raise ValueError("the dynamo exporter writes opset-18 operators (Split with num_outputs): pass --opset 18")
+    if not is_model_id(options.id):  # before the id becomes a folder
+        raise ValueError(f"--id {options.id!r} is not a model id: a model id is {MODEL_ID_RULE}")
     model_folder = Path(options.out) / options.id
     version = options.version or next_version(model_folder)
     final = model_folder / str(version)
