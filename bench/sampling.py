@@ -48,7 +48,7 @@ def main() -> None:
             "http": lambda: client.post(route, json=body | ({"guidance": 0} if guided else {})).raise_for_status(),
         }
         if guided:  # a guided row runs beside an unlabelled twin: the pass it is measured against is twice as large
-            twins = np.full_like(labels, prior.no_label(model))
+            twins = np.full_like(labels, model.manifest.no_label)
             works["forward 2n"] = lambda: full(np.concatenate([start, start]), np.concatenate([labels, twins]))
             works["http guided"] = lambda: client.post(route, json=body).raise_for_status()
         times = alternating_seconds(works, args.repeats)

@@ -91,6 +91,12 @@ class Manifest(Strict):
     evaluation: str = ""  # how `metrics` were measured
     parity: dict[str, float] = {}  # max |torch - onnxruntime| per graph output, at export
 
+    @property
+    def no_label(self) -> int | None:
+        """The label a VQ-VAE prior trained with label dropout reads as "no label" (its class count), else None."""
+        prior = self.prior
+        return prior.num_classes if self.kind == "vqvae" and prior and prior.labels_optional else None
+
     @model_validator(mode="after")
     def _complete(self) -> "Manifest":
         required = {"encoder", "decoder"} | ({"prior"} if self.prior else set())

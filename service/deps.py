@@ -1,21 +1,20 @@
-"""FastAPI dependencies, named as Annotated aliases (as in the full-stack FastAPI template)."""
+"""How a handler reaches the application's registry and settings: one idiom for every route, v1 and v2 alike.
 
-from typing import Annotated
+Handlers take the Request and read the state through these two functions rather than through FastAPI's
+dependencies (the full-stack template's `RegistryDep`): resolving two dependencies per request cost the HTTP path
+about a tenth of its CPU per encode request, measured in alternation
+(docs/experiments/2026-12-07-route-idiom.md).
+"""
 
-from fastapi import Depends, Request
+from fastapi import Request
 
 from service.config import Settings
 from service.registry import Registry
 
 
-# Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a hop per request.
-async def get_registry(request: Request) -> Registry:
+def registry_of(request: Request) -> Registry:
     return request.app.state.registry
 
 
-async def get_settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     return request.app.state.settings
-
-
-RegistryDep = Annotated[Registry, Depends(get_registry)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -4,16 +4,15 @@ Routes validate requests and call these functions; tests call them without HTTP.
 are wrong for the model (shape, range, NaN, codes outside the codebook) raise InvalidInputError.
 Both kinds share the operations where the papers do: a VQ-VAE's latent is z_e / z_q (D, h, w) and
 its prior is the PixelCNN; a VAE's latent is z (Z,) and its prior N(0, I). `inpaint` is a VAE operation
-(Rezende et al. 2014); paths through latent space (interpolation, traversal) are in latent_paths.py.
+(Rezende et al. 2014); sampling from the prior is sampling.py's, paths through latent space (interpolation,
+traversal) are latent_paths.py's.
 """
 
 import numpy as np
 
 from contract.errors import InvalidInputError
-from contract.sampling import StopFn, any_classes
 from service.batching import Feeds
 from service.package import LoadedModel
-from service.prior import draw_codes, no_label
 
 # |latent value| accepted anywhere (latents, endpoints, traversal ends): far beyond what any trained model's encoder
 # gives, and far enough from float32's limit (3.4e38) that no interpolation or decoder layer overflows.
@@ -74,8 +73,8 @@ def check_labels(model: LoadedModel, labels: list[int] | None, n: int) -> np.nda
         if labels is not None:
             raise InvalidInputError(f"model {model.id} is not class-conditional; omit labels")
         return None
-    if labels is None and no_label(model) is not None:
-        return np.full(n, no_label(model), np.int64)
+    if labels is None and model.manifest.no_label is not None:
+        return np.full(n, model.manifest.no_label, np.int64)
     if labels is None:
         raise InvalidInputError(
             f"model {model.id} is class-conditional; give labels (one, or one per item, 0..{classes - 1})"
@@ -173,94 +172,6 @@ def reconstruct(model: LoadedModel, images: np.ndarray, labels: list[int] | None
     if model.manifest.kind == "vae":
         return {"images": decode(model, encoded["mean"], labels), "latents": encoded["mean"]}
     return {"images": decode_codes(model, encoded["codes"], labels), "codes": encoded["codes"]}
-
-
-def sample(
-    model: LoadedModel,
-    n: int,
-    seed: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    labels: list[int] | None = None,
-    codes: np.ndarray | None = None,
-    mask: np.ndarray | None = None,
-    should_stop: StopFn | None = None,
-    guidance: float | None = None,
-) -> dict[str, np.ndarray]:
-    """Ancestral samples from the prior; with `codes` and `mask`, only masked positions are drawn. On a prior whose
-    labels are optional, labelled samples have classifier-free guidance (`guidance`, else the package's), and a
-    sample without a label is drawn as its manifest says (prior.unlabelled), the labels drawn then returned.
-    A VAE draws z ~ N(0, temperature^2 I), sample i from seed + i."""
-    if temperature <= 0 or not np.isfinite(temperature):
-        raise InvalidInputError("temperature must be a positive number")
-    if model.manifest.kind == "vae":
-        guidance_weight(model, False, guidance)  # refused when given
-        if top_k is not None or codes is not None or mask is not None:
-            raise InvalidInputError("top_k, codes and mask apply to VQ-VAE code grids; a VAE samples z ~ N(0, I)")
-        size = model.manifest.latent_shape[0]
-        z = temperature * np.stack([np.random.default_rng(seed + i).standard_normal(size) for i in range(n)])
-        z = z.astype(np.float32)
-        return {"images": decode(model, z, labels), "latents": z}
-    label_array = check_labels(model, labels, n)
-    seeds = seed + np.arange(n, dtype=np.int64)
-    labels_optional = no_label(model) is not None
-    drawn = labels is None and labels_optional and model.manifest.prior.unlabelled == "any_class"
-    if drawn:
-        label_array = any_classes(seeds, model.manifest.prior.num_classes)
-    guided = labels_optional and (labels is not None or drawn)
-    weight = guidance_weight(model, guided, guidance)
-    if "prior" not in model.sessions:
-        raise InvalidInputError(f"model {model.id} has no prior to sample from")
-    if top_k is not None and not 1 <= top_k <= model.manifest.num_codes:
-        raise InvalidInputError(f"top_k must lie in [1, {model.manifest.num_codes}] (the codebook's size)")
-    grid = tuple(model.manifest.latent_shape[1:])
-    start, where = completion_grid(model, n, grid, codes, mask)
-    feeds = {
-        "codes": start,
-        "mask": where,
-        "seeds": seeds,
-        "temperature": np.full(n, temperature),
-        "top_k": np.full(n, top_k or 0, np.int64),
-        "guidance": np.full(n, weight),
-    } | ({} if label_array is None else {"labels": label_array})
-    if sampler := model.batchers.get("sample"):
-        sampled = sampler(feeds, should_stop)[0]  # merged with concurrent requests for this model
-    else:
-        sampled = draw_codes(model, feeds, should_stop)
-    result = {"images": decode_codes(model, sampled), "codes": sampled}
-    return result | ({"guidance": weight} if guided else {}) | ({"labels": label_array} if drawn else {})
-
-
-def guidance_weight(model: LoadedModel, can_guide: bool, guidance: float | None) -> float:
-    """The classifier-free guidance of labelled samples on a prior that learnt "no label" (`can_guide`): as asked,
-    else the package's; refused elsewhere."""
-    if guidance is not None and guidance > 0 and not can_guide:
-        raise InvalidInputError(
-            "guidance needs labels, on a VQ-VAE prior that also learnt 'no label' (manifest prior.labels_optional)"
-        )
-    if not can_guide:
-        return 0.0
-    return model.manifest.prior.guidance if guidance is None else float(guidance)
-
-
-def completion_grid(
-    model: LoadedModel, n: int, grid: tuple[int, int], codes: np.ndarray | None, mask: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Starting codes and the positions to sample, (n, h, w) each; everything when no codes are given."""
-    if codes is None and mask is None:
-        return np.zeros((n, *grid), np.int64), np.ones((n, *grid), bool)
-    if codes is None or mask is None:
-        raise InvalidInputError("completion needs both codes and mask")
-    codes, mask = np.asarray(codes), np.asarray(mask)
-    if codes.ndim == 2:
-        codes = np.broadcast_to(codes, (n, *codes.shape))
-    if mask.ndim == 2:
-        mask = np.broadcast_to(mask, (n, *mask.shape))
-    if mask.shape != (n, *grid) or mask.dtype != bool:
-        raise InvalidInputError(f"mask must be booleans of shape ({grid[0]}, {grid[1]}) or (n, {grid[0]}, {grid[1]})")
-    if len(codes) != n:
-        raise InvalidInputError(f"give one code grid, or one per sample ({n}); got {len(codes)}")
-    return check_codes(model, codes), mask
 
 
 def inpaint(

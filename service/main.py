@@ -15,10 +15,10 @@ from starlette.exceptions import HTTPException
 
 from contract.errors import ServiceError
 from service.config import Settings
+from service.grpc_server import start_grpc
 from service.middleware import RequestContext, error_payload
 from service.registry import Registry
 from service.routes import health, models, repository, v2
-from service.routes.grpc import start_grpc
 from service.routes.payloads import validation_message
 
 log = logging.getLogger("service")
@@ -61,7 +61,7 @@ async def poll(registry: Registry, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
-            await asyncio.to_thread(registry.sync)
+            await run_in_threadpool(registry.sync)
         except Exception:  # a folder that vanished mid-scan, say: the next poll sees the rest
             log.exception("rescanning the models folder failed")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from starlette.concurrency import run_in_threadpool
 
 from contract.manifest import Manifest, TensorSpec, read_manifest, sha256_file
 from service.batching import Batcher, Feeds, RunFn, StopFn
@@ -51,7 +52,7 @@ class LoadedModel:
         """`run` for the event loop: awaits the batch instead of blocking a worker thread on it."""
         if graph in self.batchers:
             return await self.batchers[graph].submit(feeds, loop=asyncio.get_running_loop())
-        return await asyncio.to_thread(self.run, graph, feeds)
+        return await run_in_threadpool(self.run, graph, feeds)
 
     def run_now(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with INFERENCE.labels(self.id, graph).time():

@@ -1,9 +1,10 @@
-"""A package's PixelCNN prior as numpy functions, and one run of ancestral sampling with it.
+"""A package's PixelCNN prior as numpy functions, and one run of ancestral sampling with it: what the model's sample
+batcher runs (package.py), on the rows of every request it merged.
 
-The run here is unbatched and calls the graphs directly: concurrent sample requests are merged one
-level up, whole, by the model's sample batcher (registry.py), into one run whose rows keep their own
-seeds, temperatures and top-k. Merging whole requests beats merging their steps: a run of 16 rows
-costs about three of one row, and no step waits on another thread.
+The run is unbatched and calls the graphs directly: concurrent sample requests are merged one level up, whole, into
+one run whose rows keep their own seeds, temperatures, top-k and guidance. Merging whole requests beats merging their
+steps: a run of 16 rows costs about three of one row, and no step waits on another thread. A sample request itself,
+its checks and defaults, is sampling.py's.
 """
 
 from typing import Protocol
@@ -15,7 +16,7 @@ from contract.sampling import CachedPrior, StopFn, sample_codes, sample_codes_ca
 
 
 class PriorGraphs(Protocol):
-    """What sampling needs of a loaded model (registry.LoadedModel): its manifest and a way to run a graph."""
+    """What sampling needs of a loaded model (package.LoadedModel): its manifest and a way to run a graph."""
 
     manifest: Manifest
 
@@ -53,12 +54,6 @@ def onnx_steps(model: PriorGraphs) -> CachedPrior | None:
     )
 
 
-def no_label(model: PriorGraphs) -> int | None:
-    """The label a prior trained with label dropout reads as "no label" (its class count), else None."""
-    prior = model.manifest.prior
-    return prior.num_classes if model.manifest.kind == "vqvae" and prior and prior.labels_optional else None
-
-
 def draw_codes(model: PriorGraphs, feeds: dict[str, np.ndarray], should_stop: StopFn | None = None) -> np.ndarray:
     """Fills the masked positions of feeds["codes"] (N, h, w); every row with its own seed, temperature, top-k and
     guidance."""
@@ -67,7 +62,7 @@ def draw_codes(model: PriorGraphs, feeds: dict[str, np.ndarray], should_stop: St
         "labels": feeds.get("labels"),
         "should_stop": should_stop,
         "guidance": guidance,
-        "no_label": no_label(model),
+        "no_label": model.manifest.no_label,
     }
     if cached := onnx_steps(model):
         return sample_codes_cached(cached, codes, mask, seeds, temperature, top_k, **given)

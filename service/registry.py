@@ -209,5 +209,16 @@ class Registry:
         for model in self.all_models():
             model.close()
 
-    def gpu_ok(self) -> bool:
-        return all(model.provider in GPU_PROVIDERS for model in self.all_models())
+    def readiness(self) -> tuple[bool, dict]:
+        """Ready once every loadable model is loaded and warmed up, on a GPU if REQUIRE_GPU is set; the body says
+        which provider each model runs on and why the others are unavailable."""
+        on_gpu = all(model.provider in GPU_PROVIDERS for model in self.all_models())
+        ready = not self.settings.REQUIRE_GPU or (on_gpu and bool(self.models))
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "models": {f"{m.id}/{m.version}": m.provider for m in self.all_models()},
+            "unavailable": {f"{u.id}/{u.version}": u.reason for u in self.unavailable},
+        }
+        if not ready:
+            body["reason"] = "REQUIRE_GPU is set but a model runs on the CPU (or none is loaded)"
+        return ready, body

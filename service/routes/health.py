@@ -1,26 +1,12 @@
 """Liveness, readiness and Prometheus metrics."""
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.deps import RegistryDep, SettingsDep
+from service.deps import registry_of
 
 router = APIRouter(tags=["health"])
-
-
-def readiness(registry: RegistryDep, settings: SettingsDep) -> tuple[bool, dict]:
-    """Ready once every loadable model is loaded and warmed up, on a GPU if REQUIRE_GPU is set."""
-    gpu_ok = registry.gpu_ok()
-    ready = not settings.REQUIRE_GPU or (gpu_ok and bool(registry.models))
-    body = {
-        "status": "ready" if ready else "not_ready",
-        "models": {m.id + "/" + str(m.version): m.provider for m in registry.all_models()},
-        "unavailable": {f"{u.id}/{u.version}": u.reason for u in registry.unavailable},
-    }
-    if not ready:
-        body["reason"] = "REQUIRE_GPU is set but a model runs on the CPU (or none is loaded)"
-    return ready, body
 
 
 @router.get("/health/live")
@@ -30,9 +16,9 @@ def live() -> dict:
 
 
 @router.get("/health/ready")
-def ready(registry: RegistryDep, settings: SettingsDep) -> JSONResponse:
+def ready(request: Request) -> JSONResponse:
     """Every model loaded and warmed up (and on a GPU when REQUIRE_GPU is set)."""
-    ok, body = readiness(registry, settings)
+    ok, body = registry_of(request).readiness()
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

@@ -1,14 +1,13 @@
 """The v1 API: list and describe models; encode, decode, sample, interpolate, reconstruct.
 
-Every handler reads alike: its model and query (one pydantic model, payloads.model_and_query), its body (one
-pydantic model, or images), then one call into the inference layer and the reply. They parse for themselves
-rather than through FastAPI's per-parameter dependencies, which cost the hot routes a fifth of the event loop's
-time; the OpenAPI schema is generated from the same models. Encode and decode await their batch in the event loop;
-the longer operations run in a worker thread.
+Every handler reads alike: its model and query (one pydantic model, payloads.model_and_query), its settings
+(deps.py, as every route), its body (one pydantic model, or images), then one call into the inference layer and the
+reply. Query and body are parsed by the handler rather than by FastAPI's per-parameter dependencies, which are dear
+on the hot routes (docs/experiments/2026-11-27-serving-path.md); the OpenAPI schema is generated from the same
+models. Encode and decode await their batch in the event loop; the longer operations run in a worker thread.
 """
 
 import asyncio
-import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,15 +18,17 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from contract.errors import InvalidInputError
-from contract.images import Resize
-from service import inference, latent_paths
-from service.deps import RegistryDep
+from contract.images import DecodedImage, Resize
+from service import inference, latent_paths, sampling
+from service.config import Settings
+from service.deps import registry_of, settings_of
 from service.package import LoadedModel
 from service.registry import Registry
 from service.routes.payloads import (
     as_array,
     base64_image,
     check_count,
+    chosen_seed,
     images_response,
     json_body,
     json_body_schema,
@@ -76,8 +77,9 @@ def describe(model: LoadedModel, registry: Registry) -> dict:
 
 
 @router.get("")
-def list_models(registry: RegistryDep) -> dict:
+def list_models(request: Request) -> dict:
     """Every loaded model (newest version) and every package that failed to load, with the reason."""
+    registry = registry_of(request)
     return {
         "models": [describe(registry.get(model_id), registry) for model_id in sorted(registry.models)],
         "unavailable": [{"id": u.id, "version": u.version, "reason": u.reason} for u in registry.unavailable],
@@ -88,28 +90,26 @@ def list_models(registry: RegistryDep) -> dict:
 def get_model(request: Request) -> dict:
     """The manifest, the versions on offer and the execution provider in use."""
     model, _ = model_and_query(request, ModelQuery)
-    return describe(model, request.app.state.registry)
+    return describe(model, registry_of(request))
 
 
 @router.post("/{model_id}/encode", response_model=EncodeOut, openapi_extra=openapi(EncodeQuery, ImagesIn, True))
 async def encode(request: Request) -> Response:
     """Images -> VQ-VAE code grids (N, h, w) (+ z_e); VAE posterior mean and logvar (N, Z) (+ a sample z)."""
     model, query = model_and_query(request, EncodeQuery)
+    settings = settings_of(request)
     include = query.include
     kind = model.manifest.kind
     if include is not None and include != {"vqvae": "z_e", "vae": "sample"}[kind]:
         raise InvalidInputError(f"include={include} does not apply to a {kind} model")
     with model.expecting("encoder"):
-        images, resized = await read_images(request, model, request.app.state.settings, query.resize)
+        images, resized = await read_images(request, model, settings, query.resize)
         result = await inference.encode_async(model, images)
     if kind == "vae":
         body = {**model_fields(model), "mean": result["mean"].tolist(), "logvar": result["logvar"].tolist(), **resized}
         if include == "sample":
-            draw_seed = query.seed if query.seed is not None else secrets.randbelow(2**31)
-            body |= {
-                "z": inference.posterior_sample(result["mean"], result["logvar"], draw_seed).tolist(),
-                "seed": draw_seed,
-            }
+            seed = chosen_seed(query.seed)
+            body |= {"z": inference.posterior_sample(result["mean"], result["logvar"], seed).tolist(), "seed": seed}
         return json_response(body)
     body = {**model_fields(model), "codes": result["codes"].tolist(), **resized}
     if include == "z_e":
@@ -123,8 +123,9 @@ async def encode(request: Request) -> Response:
 async def reconstruct(request: Request) -> Response:
     """Encode, then decode: images -> their reconstructions and codes (VQ-VAE) or latents (VAE)."""
     model, query = model_and_query(request, ReconstructQuery)
+    settings = settings_of(request)
     with model.expecting("encoder"):
-        images, resized = await read_images(request, model, request.app.state.settings, query.resize)
+        images, resized = await read_images(request, model, settings, query.resize)
         result = await run_in_threadpool(inference.reconstruct, model, images, query.labels)
     return images_response(request, model, result.pop("images"), query.image_format, **result, **resized)
 
@@ -134,9 +135,10 @@ async def decode(request: Request) -> Response:
     """VQ-VAE code grids (N, h, w), or continuous latents -> images. A class-conditional VAE takes
     `labels` too: one z decoded as every class is an analogy (Kingma et al. 2014)."""
     model, query = model_and_query(request, ImagesQuery)
+    settings = settings_of(request)
     body: DecodeIn = await json_body(request, DecodeIn)
     given = body.codes if body.codes is not None else body.latents
-    check_count("items", max(len(given), len(body.labels or ())), request.app.state.settings.MAX_IMAGES)
+    check_count("items", max(len(given), len(body.labels or ())), settings.MAX_IMAGES)
     with model.expecting("decoder"):
         if body.codes is not None:
             inference.require_kind(model, "vqvae", "decoding codes")
@@ -171,54 +173,49 @@ async def sample(request: Request) -> Response:
     """Samples from the prior: the PixelCNN over codes (with codes and mask, completes a partial
     grid), or N(0, I) for a VAE."""
     model, query = model_and_query(request, ImagesQuery)
+    settings = settings_of(request)
     body: SampleIn = await json_body(request, SampleIn)
-    check_count("samples", body.n, request.app.state.settings.MAX_SAMPLES)
-    seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    codes = as_array(body.codes, "codes")
-    mask = as_array(body.mask, "mask", bool)
+    check_count("samples", body.n, settings.MAX_SAMPLES)
+    asked = sampling.SampleRequest(
+        seed=chosen_seed(body.seed),
+        n=body.n,
+        temperature=body.temperature,
+        top_k=body.top_k,
+        labels=body.labels,
+        guidance=body.guidance,
+        codes=as_array(body.codes, "codes"),
+        mask=as_array(body.mask, "mask", bool),
+    )
     async with until_disconnect(request) as gone:
-        result = await run_in_threadpool(
-            inference.sample,
-            model,
-            body.n,
-            seed,
-            body.temperature,
-            body.top_k,
-            body.labels,
-            codes,
-            mask,
-            gone,
-            body.guidance,
-        )
-    return images_response(request, model, result.pop("images"), query.image_format, seed=seed, **result)
+        result = await run_in_threadpool(sampling.sample, model, asked, gone)
+    return images_response(request, model, result.pop("images"), query.image_format, seed=asked.seed, **result)
 
 
 async def endpoint_latent(
-    request: Request, model: LoadedModel, endpoint: Endpoint | TraverseIn, resize: Resize, decoded: list
-) -> np.ndarray:
-    """The endpoint's latent; an image endpoint's decoding goes into `decoded`, for the resize report."""
-    image = None
-    if endpoint.image is not None:
-        decoded.append(base64_image(endpoint.image, model, request.app.state.settings, resize))
-        image = decoded[-1].pixels
+    model: LoadedModel, endpoint: Endpoint | TraverseIn, settings: Settings, resize: Resize
+) -> tuple[np.ndarray, DecodedImage | None]:
+    """The endpoint's latent, and its image as decoded (for the resize report) when it was given as one."""
+    decoded = base64_image(endpoint.image, model, settings, resize) if endpoint.image is not None else None
     latent = as_array(endpoint.latent, "latent", np.float32)
     codes = as_array(getattr(endpoint, "codes", None), "codes")  # a traversal starts from an image or z only
-    return await run_in_threadpool(latent_paths.endpoint_latent, model, image, codes, latent)
+    image = decoded.pixels if decoded is not None else None
+    return await run_in_threadpool(latent_paths.endpoint_latent, model, image, codes, latent), decoded
 
 
 @router.post("/{model_id}/interpolate", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesInQuery, InterpolateIn))
 async def interpolate(request: Request) -> Response:
     """Decoded points on a line (or great circle) between two latents; a VQ-VAE re-quantizes each."""
     model, query = model_and_query(request, ImagesInQuery)
+    settings = settings_of(request)
     body: InterpolateIn = await json_body(request, InterpolateIn)
-    check_count("steps", body.steps, request.app.state.settings.MAX_STEPS)
-    decoded: list = []
-    start = await endpoint_latent(request, model, body.start, query.resize, decoded)
-    end = await endpoint_latent(request, model, body.end, query.resize, decoded)
+    check_count("steps", body.steps, settings.MAX_STEPS)
+    start, start_image = await endpoint_latent(model, body.start, settings, query.resize)
+    end, end_image = await endpoint_latent(model, body.end, settings, query.resize)
     result = await run_in_threadpool(
         latent_paths.interpolate, model, start, end, body.steps, body.method, body.quantize, body.labels
     )
-    images, resized = result.pop("images"), resize_report(query.resize, decoded, model)
+    images = result.pop("images")
+    resized = resize_report(query.resize, [d for d in (start_image, end_image) if d is not None], model)
     return images_response(request, model, images, query.image_format, columns=len(images), **result, **resized)
 
 
@@ -226,15 +223,15 @@ async def interpolate(request: Request) -> Response:
 async def traverse(request: Request) -> Response:
     """VAE: one latent dimension swept from low to high around a z (or an image's posterior mean)."""
     model, query = model_and_query(request, ImagesInQuery)
+    settings = settings_of(request)
     body: TraverseIn = await json_body(request, TraverseIn)
-    check_count("steps", body.steps, request.app.state.settings.MAX_STEPS)
+    check_count("steps", body.steps, settings.MAX_STEPS)
     inference.require_kind(model, "vae", "traverse")
-    decoded: list = []
-    z = await endpoint_latent(request, model, body, query.resize, decoded)
+    z, image = await endpoint_latent(model, body, settings, query.resize)
     result = await run_in_threadpool(
         latent_paths.traverse, model, z, body.dimension, body.low, body.high, body.steps, body.labels
     )
-    images, resized = result.pop("images"), resize_report(query.resize, decoded, model)
+    images, resized = result.pop("images"), resize_report(query.resize, [image] if image is not None else [], model)
     return images_response(request, model, images, query.image_format, columns=len(images), **result, **resized)
 
 
@@ -242,14 +239,15 @@ async def traverse(request: Request) -> Response:
 async def inpaint(request: Request) -> Response:
     """VAE: fill the masked pixels by iterating encode -> sample -> decode on them only."""
     model, query = model_and_query(request, ImagesInQuery)
+    settings = settings_of(request)
     body: InpaintIn = await json_body(request, InpaintIn)
-    check_count("iterations", body.iterations, request.app.state.settings.MAX_ITERATIONS)
+    check_count("iterations", body.iterations, settings.MAX_ITERATIONS)
     inference.require_kind(model, "vae", "inpaint")
-    decoded = [base64_image(body.image, model, request.app.state.settings, query.resize)]
-    seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+    image = base64_image(body.image, model, settings, query.resize)
+    seed = chosen_seed(body.seed)
     missing = as_array(body.mask, "mask", bool)
     result = await run_in_threadpool(
-        inference.inpaint, model, decoded[0].pixels, missing, body.iterations, seed, body.labels
+        inference.inpaint, model, image.pixels, missing, body.iterations, seed, body.labels
     )
-    resized = resize_report(query.resize, decoded, model)
+    resized = resize_report(query.resize, [image], model)
     return images_response(request, model, result.pop("images"), query.image_format, seed=seed, **result, **resized)

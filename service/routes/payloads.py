@@ -4,6 +4,7 @@ import base64
 import binascii
 import json
 import math
+import secrets
 import typing
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from pydantic.fields import FieldInfo
 from contract.errors import InvalidInputError, UnsupportedMediaTypeError
 from contract.images import DecodedImage, Resize, decode_image, png_bytes, tile
 from service.config import Settings
+from service.deps import registry_of
 from service.multipart import form_files
 from service.package import LoadedModel
 from service.schemas import ImageFormat, ImagesIn, ModelQuery
@@ -84,8 +86,12 @@ def field_is_list(field: FieldInfo) -> bool:
 def model_and_query(request: Request, model_class: type[QueryModel]) -> tuple[LoadedModel, QueryModel]:
     """The route's {model_id} in the query's version (or the newest), and the validated query."""
     query = parse_query(model_class, request)
-    # A dictionary lookup: the id never becomes a path, so it cannot escape the models folder.
-    return request.app.state.registry.get(request.path_params["model_id"], query.version), query
+    return registry_of(request).get(request.path_params["model_id"], query.version), query
+
+
+def chosen_seed(seed: int | None) -> int:
+    """The request's seed, or a random one that the answer then names, so that the draw can be repeated."""
+    return seed if seed is not None else secrets.randbelow(2**31)
 
 
 async def json_body(request: Request, model_class: type[BodyModel]) -> BodyModel:

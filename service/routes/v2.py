@@ -1,18 +1,19 @@
 """The Open Inference Protocol (KServe v2) over HTTP, so that standard clients (tritonclient, KServe) work
-unchanged: a thin front over oip.py, which the gRPC front shares. The binary tensor extension is supported, as
-tritonclient uses it by default."""
+unchanged: JSON (and the binary tensor extension, which tritonclient uses by default) in and out of dataplane.py's
+request and response, which the gRPC server shares."""
+
+import re
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from contract.errors import InvalidInputError
-from service import oip
-from service.deps import RegistryDep, SettingsDep
-from service.package import LoadedModel
-from service.routes.health import readiness
+from service import dataplane
+from service.dataplane import InferenceRequest, InferenceResponse, InputTensor
+from service.deps import registry_of, settings_of
 from service.routes.payloads import json_body_schema, json_bytes, json_response, parse_json
-from service.schemas import InferRequest, InferTensor
+from service.schemas import InferRequest
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 BINARY_HEADER = "inference-header-content-length"
@@ -24,40 +25,23 @@ def live() -> dict:
 
 
 @router.get("/health/ready")
-def ready(registry: RegistryDep, settings: SettingsDep) -> JSONResponse:
-    ok, _ = readiness(registry, settings)
+def ready(request: Request) -> JSONResponse:
+    ok, _ = registry_of(request).readiness()
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
 @router.get("/models/{name}")
 @router.get("/models/{name}/versions/{version}")
-def metadata(name: str, registry: RegistryDep, version: str | None = None) -> dict:
+def metadata(name: str, request: Request, version: str | None = None) -> dict:
     """Inputs and outputs of one graph: name, datatype, shape (-1 = any batch size)."""
-    return oip.graph_metadata(registry, name, version)
+    return dataplane.graph_metadata(registry_of(request), name, version)
 
 
 @router.get("/models/{name}/ready")
 @router.get("/models/{name}/versions/{version}/ready")
-def model_ready(name: str, registry: RegistryDep, version: str | None = None) -> dict:
-    oip.resolve(registry, name, version)
+def model_ready(name: str, request: Request, version: str | None = None) -> dict:
+    dataplane.resolve(registry_of(request), name, version)
     return {"name": name, "ready": True}
-
-
-def input_array(tensor: InferTensor, spec, binary: memoryview, offset: int) -> tuple[np.ndarray, int]:
-    """The tensor as an array of the graph's dtype and shape, from its JSON data or the binary tail; returns it and
-    the new binary offset."""
-    oip.check_datatype(spec, tensor.datatype)
-    size = tensor.parameters.get("binary_data_size")
-    if size is not None:
-        if type(size) is not int or size < 0 or offset + size > len(binary):
-            raise InvalidInputError(f"input {spec.name}: binary_data_size runs past the end of the body")
-        array = oip.raw_array(binary[offset : offset + size], tensor.datatype, spec.name)
-        offset += size
-    elif tensor.data is not None:
-        array = oip.json_array(tensor.data, tensor.datatype, spec.name)
-    else:
-        raise InvalidInputError(f"input {spec.name} carries no data")
-    return oip.shaped(array, tensor.shape, spec), offset
 
 
 def flag(parameters: dict, name: str, default: bool = False) -> bool:
@@ -67,28 +51,37 @@ def flag(parameters: dict, name: str, default: bool = False) -> bool:
     return value
 
 
-def infer_response(
-    name: str, model: LoadedModel, request: InferRequest, names: list[str], outputs: list[np.ndarray]
-) -> Response:
-    wanted = {o.name: o.parameters for o in request.outputs} if request.outputs else {n: {} for n in names}
-    if unknown := set(wanted) - set(names):
-        raise InvalidInputError(f"unknown outputs {sorted(unknown)}; the graph has {names}")
-    binary_default = flag(request.parameters, "binary_data_output")
+def input_tensors(parsed: InferRequest, binary: memoryview) -> list[InputTensor]:
+    """Each tensor with its JSON data, or its slice of the binary tail (binary_data_size)."""
+    tensors, offset = [], 0
+    for tensor in parsed.inputs:
+        contents = tensor.data
+        size = tensor.parameters.get("binary_data_size")
+        if size is not None:
+            if type(size) is not int or size < 0 or offset + size > len(binary):
+                raise InvalidInputError(f"input {tensor.name}: binary_data_size runs past the end of the body")
+            contents, offset = binary[offset : offset + size], offset + size
+        tensors.append(InputTensor(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape, contents=contents))
+    return tensors
+
+
+def infer_response(parsed: InferRequest, answer: InferenceResponse) -> Response:
+    """JSON, or JSON and a binary tail for the outputs asked for binary (or all, with binary_data_output)."""
+    wanted = {o.name: o.parameters for o in parsed.outputs or ()}
+    binary_default = flag(parsed.parameters, "binary_data_output")
     tensors, blobs = [], []
-    for output_name, array in zip(names, outputs, strict=True):
-        if output_name not in wanted:
-            continue
-        tensor = {"name": output_name, "datatype": oip.DATATYPES[str(array.dtype)], "shape": list(array.shape)}
-        if flag(wanted[output_name], "binary_data", binary_default):
+    for name, array in answer.outputs.items():
+        tensor = {"name": name, "datatype": dataplane.DATATYPES[str(array.dtype)], "shape": list(array.shape)}
+        if flag(wanted.get(name, {}), "binary_data", binary_default):
             blob = np.ascontiguousarray(array).tobytes()
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
             tensor["data"] = array.ravel().tolist()
         tensors.append(tensor)
-    body = {"model_name": name, "model_version": str(model.version), "outputs": tensors}
-    if request.id is not None:
-        body["id"] = request.id
+    body = {"model_name": answer.model_name, "model_version": answer.model_version, "outputs": tensors}
+    if answer.id is not None:
+        body["id"] = answer.id
     if not blobs:
         return json_response(body)
     header = json_bytes(body)
@@ -98,24 +91,21 @@ def infer_response(
 
 @router.post("/models/{name}/infer", openapi_extra=json_body_schema(InferRequest))
 @router.post("/models/{name}/versions/{version}/infer", openapi_extra=json_body_schema(InferRequest))
-async def infer(
-    name: str, request: Request, registry: RegistryDep, settings: SettingsDep, version: str | None = None
-) -> Response:
+async def infer(name: str, request: Request, version: str | None = None) -> Response:
     """Run one graph on JSON (or binary) tensors."""
-    model, graph = oip.resolve(registry, name, version)
+    registry = registry_of(request)
+    dataplane.resolve(registry, name, version)  # an unknown graph is a 404 before its body is read
     raw = await request.body()
     header_length = request.headers.get(BINARY_HEADER, "")
-    split = int(header_length) if header_length.isascii() and header_length.isdigit() else len(raw)
+    split = int(header_length) if re.fullmatch("[0-9]{1,18}", header_length) else len(raw)
     if split > len(raw):
         raise InvalidInputError(f"{BINARY_HEADER} is larger than the body")
     parsed: InferRequest = parse_json(InferRequest, raw[:split])
-    specs = {t.name: t for t in model.manifest.graphs[graph].inputs}
-    tensors, offset, binary = [], 0, memoryview(raw)[split:]
-    for tensor in parsed.inputs:
-        if tensor.name not in specs:  # before reading it: an unknown name has no spec to read it by
-            raise InvalidInputError(f"unknown input {tensor.name!r}; the graph takes {sorted(specs)}")
-        array, offset = input_array(tensor, specs[tensor.name], binary, offset)
-        tensors.append((tensor.name, array))
-    feeds = oip.gather_feeds(model, graph, tensors)
-    outputs = await oip.infer(model, graph, feeds, settings.MAX_IMAGES)
-    return infer_response(name, model, parsed, list(outputs), list(outputs.values()))
+    asked = InferenceRequest(
+        model_name=name,
+        model_version=version,
+        inputs=input_tensors(parsed, memoryview(raw)[split:]),
+        outputs=[o.name for o in parsed.outputs] if parsed.outputs else None,
+        id=parsed.id,
+    )
+    return infer_response(parsed, await dataplane.infer(registry, asked, settings_of(request).MAX_IMAGES))

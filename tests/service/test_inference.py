@@ -13,6 +13,7 @@ from service import inference, latent_paths, prior
 from service.config import Settings
 from service.package import LoadedModel
 from service.registry import Registry
+from service.sampling import SampleRequest, sample
 from tests.conftest import TinyPipeline
 
 
@@ -105,7 +106,7 @@ def test_concurrent_sample_requests_run_as_one_and_draw_as_they_would_alone(tiny
             "mask": np.arange(49).reshape(7, 7) > 20,
         },
     ]
-    alone = [inference.sample(model, **request)["codes"] for request in requests]
+    alone = [sample(model, SampleRequest(**request))["codes"] for request in requests]
     sampler = model.batchers["sample"]
     runs, run = [], sampler.run
     sampler.run = lambda feeds, should_stop: runs.append(len(feeds["seeds"])) or run(feeds, should_stop)
@@ -113,7 +114,7 @@ def test_concurrent_sample_requests_run_as_one_and_draw_as_they_would_alone(tiny
     for announcement in announcements:
         announcement.__enter__()
     with ThreadPoolExecutor(len(requests)) as pool:
-        futures = [pool.submit(inference.sample, model, **request) for request in requests]
+        futures = [pool.submit(sample, model, SampleRequest(**request)) for request in requests]
         time.sleep(0.2)
         for announcement in announcements:
             announcement.__exit__(None, None, None)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from contract.manifest import read_manifest
-from service import inference
 from service.config import Settings
 from service.registry import Registry
+from service.sampling import SampleRequest, sample
 from tests.conftest import DATA, TINY_PRIOR, TinyPipeline, run_options
 from training.evaluate import EvaluateOptions, evaluate_vqvae
 from training.export.package import ExportOptions
@@ -47,17 +47,17 @@ def test_the_package_says_labels_are_optional_and_the_service_samples_either_way
     package, model, _ = optional_labels
     prior = read_manifest(package).prior
     assert prior.conditional and prior.num_classes == 10 and prior.labels_optional
-    with_labels = inference.sample(model, 4, seed=3, labels=[7])
-    without = inference.sample(model, 4, seed=3)
+    with_labels = sample(model, SampleRequest(n=4, seed=3, labels=[7]))
+    without = sample(model, SampleRequest(n=4, seed=3))
     assert with_labels["codes"].shape == without["codes"].shape == (4, 7, 7)
     with pytest.raises(Exception, match=r"\[0, 10\)"):
-        inference.sample(model, 1, seed=0, labels=[10])  # "no label" is the service's to send, not a class
+        sample(model, SampleRequest(seed=0, labels=[10]))  # "no label" is the service's to send, not a class
     given, mask = with_labels["codes"][0], np.zeros((7, 7), bool)
     mask[3:] = True  # completion, with a label and without
     for chosen in ([5], None):
-        completed = inference.sample(model, 3, seed=1, labels=chosen, codes=given, mask=mask)["codes"]
+        completed = sample(model, SampleRequest(n=3, seed=1, labels=chosen, codes=given, mask=mask))["codes"]
         assert (completed[:, ~mask] == given[~mask]).all()
-    assert not np.array_equal(inference.sample(model, 4, seed=3, labels=[0])["codes"], with_labels["codes"])
+    assert not np.array_equal(sample(model, SampleRequest(n=4, seed=3, labels=[0]))["codes"], with_labels["codes"])
 
 
 def test_evaluation_scores_samples_with_their_labels_and_without_any(
