@@ -12,7 +12,6 @@ ENV=VALUE pairs are passed to the server (e.g. MEMORY_RELEASE=0 to measure witho
 
 import argparse
 import base64
-import io
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +19,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
 
+from contract.images import encode_png
 from tools.local_server import serving
 
 KIB = 1024
@@ -31,16 +30,10 @@ def status_kib(pid: int, field: str) -> int:
     return int(re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1))
 
 
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def large_requests(url: str, limit: int) -> list[tuple[str, dict]]:
     """(path, httpx keyword arguments) of the largest request of each kind, for the bundled models."""
     rng = np.random.default_rng(0)
-    pictures = [png(rng.integers(0, 256, (28, 28), dtype=np.uint8)) for _ in range(limit)]
+    pictures = [encode_png(rng.integers(0, 256, (28, 28), dtype=np.uint8)) for _ in range(limit)]
     arrays = rng.random((limit, 28, 28)).round(3).tolist()
     codes = rng.integers(0, 512, (limit, 7, 7)).tolist()
     image_tensor = {"name": "image", "datatype": "FP32", "shape": [limit, 1, 28, 28], "data": sum(arrays, [])}

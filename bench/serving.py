@@ -11,7 +11,6 @@ batch size, measured in-process; that run is repeated and its median reported.
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import re
@@ -25,8 +24,8 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import uvloop
-from PIL import Image
 
+from contract.images import encode_png
 from service.config import Settings
 from service.registry import Registry
 from tools.local_server import serving
@@ -53,9 +52,7 @@ def histogram(url: str, name: str, model: str, graph: str) -> tuple[float, float
 
 
 def digit_png() -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode_png(np.random.default_rng(0).integers(0, 256, (28, 28)))
 
 
 def post(url: str, path: str, body: bytes, content_type: str) -> bytes:

@@ -9,11 +9,10 @@ answers are retried after their Retry-After (capped), and so are failed connecti
 import email.utils
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import httpx
 import numpy as np
-from PIL import Image
 
 from client import images as pictures
 from client.images import ImageLike
@@ -58,6 +57,19 @@ def retry_after(response: httpx.Response) -> float | None:
 def given(resize: Resize) -> Resize | None:
     """The resize parameter to send: none is the service's default, left out."""
     return None if resize == "none" else resize
+
+
+class Answer(TypedDict, total=False):
+    """Options of every method that answers with images."""
+
+    version: int | None  # the package version; the newest when None
+    exact: bool  # pixels as the service's float arrays (format=array) instead of read back from its PNGs
+
+
+class Upload(Answer, total=False):
+    """... and of those that also take images."""
+
+    resize: Resize  # stretch, crop or pad: let the service convert images of another size or colour
 
 
 class Client:
@@ -121,21 +133,24 @@ class Client:
             code, message = None, response.text[:200] or response.reason_phrase
         return error_for(response.status_code, code, message, request_id)
 
-    def post(
-        self, model: str, operation: str, body: dict, version: int | None, headers: dict | None = None, **params: Any
-    ) -> httpx.Response:
+    def post(self, model: str, operation: str, body: dict, version: int | None, **params: Any) -> httpx.Response:
         params = {k: v for k, v in {"version": version, **params}.items() if v is not None}
-        path = f"/v1/models/{model}/{operation}"
-        return self.request("POST", path, json=plain(body), params=params, headers=headers)
+        return self.request("POST", f"/v1/models/{model}/{operation}", json=plain(body), params=params)
 
     def images(
-        self, model: str, operation: str, body: dict, version: int | None, exact: bool, grid: bool, **params: Any
-    ) -> Images | Image.Image:
-        """A route that answers with images: as `Images`, or as the service's one PNG grid when grid=True."""
-        if grid:
-            response = self.post(model, operation, body, version, headers={"accept": "image/png"}, **params)
-            return pictures.open_png(response.content)
-        answer = self.post(model, operation, body, version, format="array" if exact else None, **params).json()
+        self,
+        model: str,
+        operation: str,
+        body: dict,
+        *,
+        version: int | None = None,
+        exact: bool = False,
+        resize: Resize = "none",
+        **params: Any,
+    ) -> Images:
+        """A route that answers with images (Answer and Upload say what the options do)."""
+        format_ = "array" if exact else None
+        answer = self.post(model, operation, body, version, format=format_, resize=given(resize), **params).json()
         if exact:
             pixels = np.asarray(answer.pop("arrays"), dtype=np.float32)
             images = [pictures.to_pil(p) for p in pixels]
@@ -201,15 +216,13 @@ class Client:
         codes: Any = None,
         latents: Any = None,
         labels: Sequence[int] | None = None,
-        version: int | None = None,
-        exact: bool = False,
-        grid: bool = False,
-    ) -> Images | Image.Image:
+        **options: Unpack[Answer],
+    ) -> Images:
         """Code grids (N, h, w) or latents (N, Z) / (N, D, h, w) -> images; `labels` for a class-conditional VAE."""
         if codes is not None and np.ndim(codes) == 2:
             codes = [codes]  # one grid
         body = {"codes": codes, "latents": latents, "labels": labels}
-        return self.images(model, "decode", body, version, exact, grid)
+        return self.images(model, "decode", body, **options)
 
     def sample(
         self,
@@ -221,16 +234,14 @@ class Client:
         labels: Sequence[int] | None = None,
         codes: Any = None,
         mask: Any = None,
-        version: int | None = None,
-        exact: bool = False,
-        grid: bool = False,
         guidance: float | None = None,
-    ) -> Images | Image.Image:
+        **options: Unpack[Answer],
+    ) -> Images:
         """Samples from the prior; `codes` + `mask` (true = resample) complete a partial code grid. `guidance`: the
         classifier-free guidance of labelled samples (None: the package's default)."""
         body = {"n": n, "seed": seed, "temperature": temperature, "top_k": top_k, "labels": labels}
         body |= {"codes": codes, "mask": mask, "guidance": guidance}
-        return self.images(model, "sample", body, version, exact, grid)
+        return self.images(model, "sample", body, **options)
 
     def interpolate(
         self,
@@ -241,29 +252,22 @@ class Client:
         method: Literal["linear", "slerp"] = "linear",
         quantize: bool | None = None,
         labels: Sequence[int] | None = None,
-        version: int | None = None,
-        exact: bool = False,
-        grid: bool = False,
-        resize: Resize = "none",
-    ) -> Images | Image.Image:
+        **options: Unpack[Upload],
+    ) -> Images:
         """Decoded steps between two endpoints: images, or {"codes": grid} / {"latent": z} dicts."""
         body = {"start": endpoint(start), "end": endpoint(end), "steps": steps, "method": method}
         body |= {"quantize": quantize, "labels": labels}
-        return self.images(model, "interpolate", body, version, exact, grid, resize=given(resize))
+        return self.images(model, "interpolate", body, **options)
 
     def reconstruct(
         self,
         model: str,
         images: ImageLike | Sequence[ImageLike],
         labels: Sequence[int] | None = None,
-        version: int | None = None,
-        exact: bool = False,
-        grid: bool = False,
-        resize: Resize = "none",
-    ) -> Images | Image.Image:
+        **options: Unpack[Upload],
+    ) -> Images:
         """Encode then decode: the reconstructions, with the codes (VQ-VAE) or means (VAE) they went through."""
-        body = pictures.images_payload(images)
-        return self.images(model, "reconstruct", body, version, exact, grid, labels=labels, resize=given(resize))
+        return self.images(model, "reconstruct", pictures.images_payload(images), labels=labels, **options)
 
     def traverse(
         self,
@@ -275,15 +279,12 @@ class Client:
         high: float = 3.0,
         steps: int = 9,
         labels: Sequence[int] | None = None,
-        version: int | None = None,
-        exact: bool = False,
-        grid: bool = False,
-        resize: Resize = "none",
-    ) -> Images | Image.Image:
+        **options: Unpack[Upload],
+    ) -> Images:
         """VAE: one latent dimension swept from low to high around z (or an image's posterior mean)."""
         body = {"dimension": dimension, "latent": latent, "low": low, "high": high, "steps": steps, "labels": labels}
         body["image"] = None if image is None else pictures.b64(image)
-        return self.images(model, "traverse", body, version, exact, grid, resize=given(resize))
+        return self.images(model, "traverse", body, **options)
 
     def inpaint(
         self,
@@ -293,12 +294,9 @@ class Client:
         iterations: int = 50,
         seed: int | None = None,
         labels: Sequence[int] | None = None,
-        version: int | None = None,
-        exact: bool = False,
-        grid: bool = False,
-        resize: Resize = "none",
-    ) -> Images | Image.Image:
+        **options: Unpack[Upload],
+    ) -> Images:
         """VAE: fill the pixels where mask (H, W) is true, keeping the others."""
         body = {"image": pictures.b64(image), "mask": np.asarray(mask, dtype=bool), "iterations": iterations}
         body |= {"seed": seed, "labels": labels}
-        return self.images(model, "inpaint", body, version, exact, grid, resize=given(resize))
+        return self.images(model, "inpaint", body, **options)

@@ -139,7 +139,7 @@ def sample(client: Client, args: argparse.Namespace) -> None:
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     # Several labels cycle over the samples: --n 100 --labels 0 1 ... 9 makes each column of the grid one class.
     labels = args.labels and [args.labels[i % len(args.labels)] for i in range(args.n if len(args.labels) > 1 else 1)]
-    grid = client.sample(
+    samples = client.sample(
         args.model,
         n=args.n,
         seed=seed,
@@ -147,10 +147,9 @@ def sample(client: Client, args: argparse.Namespace) -> None:
         top_k=args.top_k,
         labels=labels,
         version=args.version,
-        grid=True,
         guidance=args.guidance,
     )
-    pictures.scaled(grid, args.scale).save(args.out)
+    pictures.scaled(samples.grid(), args.scale).save(args.out)
     print(f"{args.n} samples (seed {seed}) in {args.out}", file=sys.stderr)
 
 

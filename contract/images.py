@@ -28,14 +28,17 @@ def tile(images: np.ndarray, columns: int, padding: int = 2) -> np.ndarray:
     return canvas
 
 
+def encode_png(pixels: np.ndarray) -> bytes:
+    """8-bit pixels, (H, W) grey or (H, W, 3) RGB -> PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     """One (C, H, W) image in [0, 1] -> PNG bytes (grey for C = 1, RGB for C = 3)."""
     pixels = to_uint8(image)
-    if pixels.shape[-1] == 1:
-        pixels = pixels[..., 0]
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode_png(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
 
 
 # Pillow modes by the channels they carry once alpha is dropped; the "I" modes are 16-bit greyscale PNGs.

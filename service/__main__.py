@@ -33,10 +33,9 @@ def configure_logging(level: str) -> None:
 
 def quiet_collector() -> None:
     """Keeps the garbage collector's full passes short. Under load, in-flight requests' objects outlive the young
-    generations, so a full pass ran about once a second over the ~80,000 objects of the imported libraries: a 50 ms
-    stop of the event loop each, which set the p99 latency at 32 clients (docs/experiments/, 2026-12-03). Frozen,
-    those objects are never scanned again; a larger first generation lets most of a request's objects die before a
-    collection sees them."""
+    generations, so full passes ran often over every object of the imported libraries, each a stop of the event loop
+    that set the p99 latency (docs/experiments/2026-12-03-collector-pauses.md). Frozen, those objects are never
+    scanned again; a larger first generation lets most of a request's objects die before a collection sees them."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
@@ -62,7 +61,7 @@ def main() -> None:
         settings = settings.model_copy(update={"GRPC_HOST": args.host})
     configure_logging(settings.LOG_LEVEL)
     # A batcher's worker needs the GIL back after each onnxruntime run; behind a busy event loop it waited up to
-    # Python's default 5 ms switch interval while the model's core idled (docs/experiments/, the serving path).
+    # Python's default switch interval while the model's core idled (docs/experiments/2026-11-27-serving-path.md).
     sys.setswitchinterval(0.001)
     app = create_app(settings)
     quiet_collector()

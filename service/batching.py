@@ -10,7 +10,7 @@ submit, though: an event loop's submissions are held until the loop has run the 
 woken, so that the requests of one network read run as one batch. The queue is bounded; a full
 queue refuses at once with OverloadedError (HTTP 503, Retry-After). Callers either block on their
 rows (`batcher(feeds)`, from worker threads) or await the future of `submit` (from the event loop:
-the hot routes skip the worker-thread hop, which cost more CPU here than the rest of the request).
+the hot routes skip the worker-thread hop, dearer than the rest of the request).
 An event loop's futures are its own, settled by one callback per batch: a thread-safe future per
 request, wrapped for the loop, cost a wake-up of the loop each.
 """

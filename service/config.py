@@ -1,11 +1,20 @@
 """Every setting of the service, read from the environment (or a .env file) in one place. Out-of-range values stop
 the service at start-up: MAX_BATCH_SIZE=0, say, would leave every batch empty and every request waiting."""
 
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def service_version() -> str:
+    """The installed package's version (pyproject.toml), as the OpenAPI schema and gRPC's ServerMetadata name it."""
+    try:
+        return metadata.version("latentgen")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 class Settings(BaseSettings):
@@ -24,7 +33,7 @@ class Settings(BaseSettings):
     # Dynamic batching (service/batching.py): rows per onnxruntime run (1 turns batching off), how long a
     # forming batch waits for announced requests, and the queue bound beyond which requests get 503.
     MAX_BATCH_SIZE: PositiveInt = 64
-    # Unset: 5 ms on a GPU, where a batch of 32 costs about what one image does; 0 on the CPU, where each image costs
+    # Unset: 5 ms on a GPU, where a larger batch costs little more than one image; 0 on the CPU, where each image costs
     # the same in any batch, so waiting only idles the model's core (batches still form while it is busy).
     BATCH_DELAY_MS: NonNegativeFloat | None = None
     MAX_QUEUE_ROWS: PositiveInt = 1024

@@ -1,9 +1,8 @@
 """How a handler reaches the application's registry and settings: one idiom for every route, v1 and v2 alike.
 
 Handlers take the Request and read the state through these two functions rather than through FastAPI's
-dependencies (the full-stack template's `RegistryDep`): resolving two dependencies per request cost the HTTP path
-about a tenth of its CPU per encode request, measured in alternation
-(docs/experiments/2026-12-07-route-idiom.md).
+dependencies (the full-stack template's `RegistryDep`): resolving two dependencies per request made the HTTP path
+measurably dearer (docs/experiments/2026-12-07-route-idiom.md).
 """
 
 from fastapi import Request

@@ -22,7 +22,7 @@ from tritonclient.grpc import service_pb2_grpc as rpc
 from contract.errors import InvalidInputError, ServiceError
 from service import dataplane
 from service.auth import check_api_key
-from service.config import Settings
+from service.config import Settings, service_version
 from service.dataplane import InferenceRequest, InputTensor
 from service.registry import Registry
 
@@ -89,7 +89,7 @@ class InferenceService(rpc.GRPCInferenceServiceServicer):
 
     @answered()
     async def ServerMetadata(self, request, context) -> pb.ServerMetadataResponse:  # noqa: N802
-        return pb.ServerMetadataResponse(name="latentgen", version="0.1.0", extensions=["model_repository"])
+        return pb.ServerMetadataResponse(name="latentgen", version=service_version(), extensions=["model_repository"])
 
     @answered()
     async def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:  # noqa: N802

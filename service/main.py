@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from contract.errors import ServiceError
-from service.config import Settings
+from service.config import Settings, service_version
 from service.grpc_server import start_grpc
 from service.middleware import RequestContext, error_payload
 from service.registry import Registry
@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="latentgen",
         description="Encode, decode, sample and interpolate with VQ-VAE and VAE models on ONNX Runtime.",
-        version="0.1.0",
+        version=service_version(),
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -1,14 +1,13 @@
 """Giving memory back to the operating system after large requests.
 
-A request at the limits (MAX_IMAGES images as JSON arrays, MAX_SAMPLES samples) briefly needs a few hundred MiB:
-the parsed body as Python objects, the graphs' activations for the whole batch, the response. Freed, that memory
-stays with the process: onnxruntime's CPU arena keeps the largest batch's activations for later runs, and glibc's
-malloc keeps freed heap pages. So the service opens its sessions without the arena (registry.session_options;
-its cost is measured in docs/performance.md) and, after a large request, asks glibc to hand free pages back
-(`malloc_trim`), in a worker thread, one trim at a time. A request is large when it moved more than
-TRIM_AFTER_BYTES or ran longer than TRIM_AFTER_SECONDS: sampling 256 codes grids takes seconds and a few hundred MiB
-with a small body and answer, and by bytes alone the server kept a third more memory after such requests than
-before them. Elsewhere than glibc, trimming does nothing.
+A request at the limits (MAX_IMAGES images as JSON arrays, MAX_SAMPLES samples) briefly needs much memory: the
+parsed body as Python objects, the graphs' activations for the whole batch, the response. Freed, that memory stays
+with the process: onnxruntime's CPU arena keeps the largest batch's activations for later runs, and glibc's malloc
+keeps freed heap pages. So the service opens its sessions without the arena (package.session_options; its cost is
+measured in docs/performance.md) and, after a large request, asks glibc to hand free pages back (`malloc_trim`), in
+a worker thread, one trim at a time. A request is large when it moved more than TRIM_AFTER_BYTES or ran longer than
+TRIM_AFTER_SECONDS: a large sample request takes seconds and much memory with a small body and answer, which the
+bytes alone would miss (docs/performance.md, memory). Elsewhere than glibc, trimming does nothing.
 """
 
 import ctypes
@@ -31,7 +30,7 @@ class MemoryRelease:
     also as its connection drains and closes and as concurrent requests finish, so a single trim right after it
     leaves much behind."""
 
-    TRIM_INTERVAL, TRIM_WINDOW = 1.0, 10.0  # seconds; a trim costs that thread milliseconds, and only then
+    TRIM_INTERVAL, TRIM_WINDOW = 1.0, 10.0  # seconds
 
     def __init__(self, threshold_bytes: int, threshold_seconds: float):  # threshold_bytes 0: never trim
         self.threshold, self.threshold_seconds = threshold_bytes, threshold_seconds

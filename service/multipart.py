@@ -1,8 +1,8 @@
 """multipart/form-data uploads (RFC 7578), split from the whole body in memory.
 
 The service takes a few small images per request and caps the body (MAX_BODY_BYTES), so cutting
-the buffered body at its boundary is enough, and it costs a tenth of a streaming parser: starlette's
-form parser (temporary files, callbacks) took a fifth of the server's CPU per one-image encode.
+the buffered body at its boundary is enough, and far cheaper than starlette's streaming form parser
+(temporary files, callbacks) (docs/experiments/2026-11-27-serving-path.md).
 """
 
 import re

@@ -3,8 +3,8 @@ batcher runs (package.py), on the rows of every request it merged.
 
 The run is unbatched and calls the graphs directly: concurrent sample requests are merged one level up, whole, into
 one run whose rows keep their own seeds, temperatures, top-k and guidance. Merging whole requests beats merging their
-steps: a run of 16 rows costs about three of one row, and no step waits on another thread. A sample request itself,
-its checks and defaults, is sampling.py's.
+steps: a run of many rows costs little more than one of a single row, and no step waits on another thread. A sample
+request itself, its checks and defaults, is sampling.py's.
 """
 
 from typing import Protocol

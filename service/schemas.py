@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (names follow DESIGN.md, the same on every route)."""
+"""Request and response bodies of the HTTP API: one name for one thing on every route (docs/http-api.md)."""
 
 from typing import Annotated, Literal, Union
 

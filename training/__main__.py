@@ -13,8 +13,9 @@ recipe      run a bundled package's recipe (recipes/<id>.sh), or --toy: the same
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from training import distributed
+from training import distributed, recipe
 from training.average import AverageOptions, write_average
 from training.classifier import train_classifier
 from training.cli import add_options, build
@@ -24,7 +25,6 @@ from training.models.pixelcnn import PixelCNNConfig
 from training.models.vae import VAEConfig
 from training.models.vq_vae import VQVAEConfig
 from training.prior import PriorOptions, train_prior
-from training.recipe import recipe_command
 from training.run import RunOptions
 from training.vae import VAEOptions, train_vae
 from training.vqvae import VQVAEOptions, train_vqvae
@@ -96,7 +96,7 @@ def average_command(argv: list[str]) -> None:
 
 
 def export_command(argv: list[str]) -> None:
-    # Imported here, not above: export needs the service's manifest schema (pydantic) and onnxruntime, which a
+    # Imported here, not above: export needs the contract's manifest schema (pydantic) and onnxruntime, which a
     # torch-only GPU machine lacks; every other command runs there (tools/gpu.sh).
     from training.export.package import ExportOptions
     from training.export.vae import export_vae
@@ -105,6 +105,16 @@ def export_command(argv: list[str]) -> None:
     args = parse("export", "Write the ONNX model package, checked against torch.", argv, ExportOptions)
     options = build(ExportOptions, args)
     print(export_vae(options) if options.vae else export_vqvae(options))
+
+
+def recipe_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser("python -m training recipe", description=recipe.__doc__.splitlines()[0])
+    parser.add_argument("recipe", type=Path, help="recipes/<id>.sh")
+    parser.add_argument("--toy", action="store_true", help="toy size: synthetic data, one epoch, tiny widths")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="e.g. DATA=... RUNS=...")
+    args = parser.parse_args(argv)
+    overrides = dict(item.split("=", 1) for item in args.set)
+    recipe.run_recipe(args.recipe, overrides, toy_size=args.toy, run=main)
 
 
 COMMANDS = {

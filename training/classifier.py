@@ -39,7 +39,7 @@ def train_classifier(options: RunOptions, config: ClassifierConfig) -> Path:
     def validate() -> dict[str, float]:
         return {"error": 1 - accuracy(model, splits.val)}
 
-    best = fit(run, model, splits.train, classifier_loss, validate, "error", "classifier", data=splits.name)
+    best = fit(run, model, splits.train, classifier_loss, validate, select="error", kind="classifier", data=splits.name)
     # The test split is read once, by the selected model, after training is over.
     state = load_checkpoint(best)
     state["val_accuracy"] = 1 - state["val"]["error"]

@@ -113,77 +113,97 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
     shape = image_shape(vqvae.config)
     splits = load_splits(options, options.seed, shape)
     test = options.measured(splits)
-    metrics = reconstruction_metrics(vqvae, test, device)
-    nll = prior_nll(prior, ImageSet(encode_codes(vqvae, test, device), test.labels), device)
-    grid_codes, pixels = math.prod(vqvae.config.grid), math.prod(shape)
-    variance = reconstruction_metrics(vqvae, splits.val, device)["mse"] + 1 / (12 * 256**2)  # + dequantization
-    image_bits = nll["bits_per_code"] * grid_codes + gaussian_bits(vqvae, test, variance, device)
-    metrics.update(nll, bits_per_pixel=nll["bits_per_code"] * grid_codes / pixels, bits_per_dim=image_bits / pixels)
-    classifier_state = load_checkpoint(options.classifier) if options.classifier else None
-    skipped = classifier_mismatch(options, classifier_state, shape, prior.config.num_classes)
     report = {
         "split": options.on,
         "images": len(test),
-        "metrics": metrics,
+        "metrics": code_metrics(vqvae, prior, splits, test, device),
         "vqvae": options.vqvae,
         "prior": options.prior,
         "data": splits.name,
         "data_split": splits.split,
     }
+    classifier_state = load_checkpoint(options.classifier) if options.classifier else None
+    skipped = classifier_mismatch(options, classifier_state, shape, prior.config.num_classes)
     if skipped:
-        report["sample_score"] = f"skipped: {skipped}"
-        report["method"] = EVALUATION_METHOD.format(
-            images=options.described(test, splits), split=splits.split, score=report["sample_score"]
-        )
-        return write_report(report, options.out)
-    classifier: Classifier = load_model(options.classifier, "classifier", device)
+        report["sample_score"] = score = f"skipped: {skipped}"
+    else:
+        check_sampling_options(options, prior)
+        classifier: Classifier = load_model(options.classifier, "classifier", device)
+        report["metrics"] |= sample_metrics(vqvae, prior, classifier, options, device)
+        report["reference"] = {
+            "real_test_inception_score": real_inception_score(classifier, test),
+            "classifier_test_accuracy": classifier_state["test_accuracy"],
+        }
+        if prior.config.no_label is not None:
+            report["guidance"], report["unlabelled"] = options.guidance, options.unlabelled
+        score = score_method(options, prior, classifier_state["test_accuracy"])
+    report["method"] = EVALUATION_METHOD.format(images=options.described(test, splits), split=splits.split, score=score)
+    return write_report(report, options.out)
+
+
+def code_metrics(vqvae: VQVAE, prior: PixelCNN, splits: Splits, test: ImageSet, device: torch.device) -> dict:
+    """Reconstruction error, the prior's bits per code of the encoder's codes, and bits per dimension."""
+    metrics = reconstruction_metrics(vqvae, test, device)
+    nll = prior_nll(prior, ImageSet(encode_codes(vqvae, test, device), test.labels), device)
+    grid_codes, pixels = math.prod(vqvae.config.grid), math.prod(image_shape(vqvae.config))
+    variance = reconstruction_metrics(vqvae, splits.val, device)["mse"] + 1 / (12 * 256**2)  # + dequantization
+    image_bits = nll["bits_per_code"] * grid_codes + gaussian_bits(vqvae, test, variance, device)
+    return (
+        metrics
+        | nll
+        | {"bits_per_pixel": nll["bits_per_code"] * grid_codes / pixels, "bits_per_dim": image_bits / pixels}
+    )
+
+
+def check_sampling_options(options: EvaluateOptions, prior: PixelCNN) -> None:
     if options.guidance and prior.config.no_label is None:
         raise ValueError("--guidance needs a prior that learnt 'no label' (trained with --label-dropout)")
     if options.unlabelled not in ("no_label", "any_class"):
         raise ValueError(f"--unlabelled is no_label or any_class, not {options.unlabelled!r}")
-    if prior.config.no_label is not None:
-        report["guidance"], report["unlabelled"] = options.guidance, options.unlabelled
 
-    labels = (
-        torch.arange(options.samples, device=device) % prior.config.num_classes if prior.config.num_classes else None
-    )
+
+def sample_metrics(
+    vqvae: VQVAE, prior: PixelCNN, classifier: Classifier, options: EvaluateOptions, device: torch.device
+) -> dict:
+    """The classifier's judgement of prior samples: labelled ones cycling through the classes (label accuracy too)
+    for a conditional prior, and, where labels are optional, the same figures for samples drawn without one."""
+    classes = prior.config.num_classes
+    labels = torch.arange(options.samples, device=device) % classes if classes else None
     probabilities = predict_probabilities(classifier, prior_samples(vqvae, prior, options, labels)).numpy()
-    metrics.update(sample_quality(probabilities))
+    metrics = sample_quality(probabilities)
     if labels is not None:
         metrics["label_accuracy"] = label_accuracy(probabilities, labels.cpu().numpy())
-    if prior.config.no_label is not None:  # labels are optional: how good the samples drawn without one are
+    if prior.config.no_label is not None:
         if options.unlabelled == "any_class":
-            drawn = any_classes(options.seed + np.arange(options.samples), prior.config.num_classes)
-            unlabelled = torch.from_numpy(drawn).to(device)
+            unlabelled = torch.from_numpy(any_classes(options.seed + np.arange(options.samples), classes)).to(device)
         else:
             unlabelled = torch.full((options.samples,), prior.config.no_label, device=device)
-        unconditional = sample_quality(
-            predict_probabilities(classifier, prior_samples(vqvae, prior, options, unlabelled)).numpy()
-        )
-        metrics.update({f"unconditional_{name}": value for name, value in unconditional.items()})
-    real = sample_quality(predict_probabilities(classifier, test.images).numpy())
-    report["reference"] = {
-        "real_test_inception_score": real["inception_score"],
-        "classifier_test_accuracy": classifier_state["test_accuracy"],
-    }
+        drawn = predict_probabilities(classifier, prior_samples(vqvae, prior, options, unlabelled)).numpy()
+        metrics |= {f"unconditional_{name}": value for name, value in sample_quality(drawn).items()}
+    return metrics
+
+
+def real_inception_score(classifier: Classifier, images: ImageSet) -> float:
+    return sample_quality(predict_probabilities(classifier, images.images).numpy())["inception_score"]
+
+
+def score_method(options: EvaluateOptions, prior: PixelCNN, classifier_accuracy: float) -> str:
+    """The report's words for how the samples were scored."""
+    labelled = prior.config.num_classes > 0
     score = SCORE_METHOD.format(
         n=options.samples,
-        conditioning="class-conditional (labels cycling through the classes)"
-        if labels is not None
-        else "unconditional",
+        conditioning="class-conditional (labels cycling through the classes)" if labelled else "unconditional",
         t=options.temperature,
         seed=options.seed,
         classifier=options.classifier,
-        acc=classifier_state["test_accuracy"],
+        acc=classifier_accuracy,
     )
-    if labels is not None:
+    if labelled:
         score += LABEL_METHOD + (GUIDANCE_METHOD.format(w=options.guidance) if options.guidance else "")
     if prior.config.no_label is not None:
-        score += UNLABELLED_METHOD.format(n=options.samples) + (
-            ANY_CLASS_METHOD if options.unlabelled == "any_class" else ""
-        )
-    report["method"] = EVALUATION_METHOD.format(images=options.described(test, splits), split=splits.split, score=score)
-    return write_report(report, options.out)
+        score += UNLABELLED_METHOD.format(n=options.samples)
+        score += ANY_CLASS_METHOD if options.unlabelled == "any_class" else ""
+    return score
 
 
 @torch.no_grad()

@@ -90,6 +90,7 @@ def fit(
     train_set: ImageSet,
     loss_fn: LossFn,
     validate: Callable[[], dict[str, float]],
+    *,
     select: str,
     kind: str,
     **extra: Any,

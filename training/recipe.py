@@ -9,10 +9,10 @@ its runs and packages into a new scratch folder (where RUNS and MODELS are not s
 where a toy package would be served as the newest version of the real one.
 """
 
-import argparse
 import re
 import shlex
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,9 +73,10 @@ def toy(words: list[str]) -> list[str]:
     return out
 
 
-def run_recipe(path: Path, overrides: dict[str, str] | None = None, toy_size: bool = False) -> Recipe:
-    from training.__main__ import main  # the CLI; imported here, as it imports every stage
-
+def run_recipe(
+    path: Path, overrides: dict[str, str] | None = None, *, toy_size: bool = False, run: Callable[[list[str]], None]
+) -> Recipe:
+    """Runs the recipe's commands in order through `run` (the command line's main: `latentgen-train` itself)."""
     recipe = read_recipe(path, overrides)
     if toy_size:
         given = overrides or {}
@@ -88,15 +89,5 @@ def run_recipe(path: Path, overrides: dict[str, str] | None = None, toy_size: bo
     for words in recipe.commands:
         words = toy(words) if toy_size else words
         print(f"+ {COMMAND} {shlex.join(words)}", flush=True)
-        main(words)
+        run(words)
     return recipe
-
-
-def recipe_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser("python -m training recipe", description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", type=Path, help="recipes/<id>.sh")
-    parser.add_argument("--toy", action="store_true", help="toy size: synthetic data, one epoch, tiny widths")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="e.g. DATA=... RUNS=...")
-    args = parser.parse_args(argv)
-    overrides = dict(item.split("=", 1) for item in args.set)
-    run_recipe(args.recipe, overrides, args.toy)

@@ -58,7 +58,15 @@ def train_vae(options: RunOptions, vae_options: VAEOptions, config: VAEConfig) -
         return statistics.as_metrics() | {"negative_elbo": -statistics.elbo, "collapsed": float(warning is not None)}
 
     best = fit(
-        run, model, splits.train, vae_loss, validate, "negative_elbo", "vae", data=splits.name, split=splits.split
+        run,
+        model,
+        splits.train,
+        vae_loss,
+        validate,
+        select="negative_elbo",
+        kind="vae",
+        data=splits.name,
+        split=splits.split,
     )
     if run.world.main:
         save_samples(model, run.out / "samples.png", seed=options.seed)

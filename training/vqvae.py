@@ -67,8 +67,8 @@ def train_vqvae(options: RunOptions, config: VQVAEConfig, vqvae_options: VQVAEOp
         splits.train,
         loss,
         lambda: reconstruction_metrics(model, splits.val, run.device),
-        "mse",
-        "vqvae",
+        select="mse",
+        kind="vqvae",
         data=splits.name,
         split=splits.split,
     )

@@ -82,7 +82,7 @@ def test_sample_is_reproducible_and_completes_codes(client: Client) -> None:
     mask[4:] = True  # keep the top rows, resample the rest
     completed = client.sample(UNCONDITIONAL, n=3, seed=2, codes=first.codes[0], mask=mask)
     assert (completed.codes[:, :4] == first.codes[0, :4]).all()
-    grid = client.sample(UNCONDITIONAL, n=4, seed=5, grid=True)
+    grid = client.sample(UNCONDITIONAL, n=4, seed=5).grid()
     assert isinstance(grid, Image.Image) and grid.size == (2 * 30 + 2, 2 * 30 + 2)
     assert client.sample(VAE, n=3, seed=0).latents.shape == (3, 2)
 
@@ -93,7 +93,7 @@ def test_interpolate_between_images_codes_and_latents(client: Client) -> None:
     assert len(from_images.images) == 5 and from_images.codes.shape == (5, 7, 7)
     from_codes = client.interpolate(UNCONDITIONAL, {"codes": codes[0]}, {"codes": codes[1]}, steps=3)
     assert np.array_equal(from_codes.codes[0], codes[0]) and np.array_equal(from_codes.codes[-1], codes[1])
-    strip = client.interpolate(VAE, {"latent": [0.0, 0.0]}, {"latent": np.ones(2)}, steps=4, grid=True)
+    strip = client.interpolate(VAE, {"latent": [0.0, 0.0]}, {"latent": np.ones(2)}, steps=4).grid(4)
     assert strip.size == (4 * 30 + 2, 32)
 
 

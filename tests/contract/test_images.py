@@ -9,20 +9,14 @@ import pytest
 from PIL import Image, ImageOps
 
 from contract.errors import InvalidInputError
-from contract.images import decode_image
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
+from contract.images import decode_image, encode_png
 
 
 def half_white() -> bytes:
     """96 wide, 32 high: the left half white, the right half black."""
     pixels = np.zeros((32, 96), np.uint8)
     pixels[:, :48] = 255
-    return png(pixels)
+    return encode_png(pixels)
 
 
 def test_crop_keeps_the_centre_at_the_model_s_aspect_ratio() -> None:
@@ -46,7 +40,7 @@ def test_none_takes_only_the_exact_shape() -> None:
     with pytest.raises(InvalidInputError, match="takes 32x32 images; got 96x32"):
         decode_image(half_white(), (1, 32, 32))
     with pytest.raises(InvalidInputError, match="RGB"):
-        decode_image(png(np.zeros((32, 96), np.uint8)), (3, 32, 96))
+        decode_image(encode_png(np.zeros((32, 96), np.uint8)), (3, 32, 96))
     assert decode_image(half_white(), (1, 32, 96)).pixels.shape == (1, 32, 96)
 
 

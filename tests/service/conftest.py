@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from contract.images import encode_png
 from service.config import Settings
 from service.main import create_app
 from tests.conftest import TinyPipeline
@@ -14,14 +15,8 @@ from tests.conftest import TinyPipeline
 CONDITIONAL, UNCONDITIONAL = "tiny-vqvae", "tiny-uncond"
 
 
-def png(pixels: np.ndarray, mode: str = "L") -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8), mode=mode).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def digit_png(seed: int = 0) -> bytes:
-    return png(np.random.default_rng(seed).integers(0, 256, (28, 28)))
+    return encode_png(np.random.default_rng(seed).integers(0, 256, (28, 28)))
 
 
 def b64(data: bytes) -> str:

@@ -10,8 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from contract.images import encode_png
 from tests.conftest import TinyPipeline
-from tests.service.conftest import CONDITIONAL, UNCONDITIONAL, b64, decode_png, digit_png, make_client, png
+from tests.service.conftest import CONDITIONAL, UNCONDITIONAL, b64, decode_png, digit_png, make_client
 
 
 def error_code(response) -> str:
@@ -109,15 +110,15 @@ def test_encode_accepts_multipart_base64_and_arrays_alike(client: TestClient) ->
 
 def bomb_png() -> bytes:
     """A valid PNG header claiming 100000 x 100000 pixels, with no pixel data behind it."""
-    real = png(np.zeros((28, 28)))
+    real = encode_png(np.zeros((28, 28)))
     return real[:16] + (100000).to_bytes(4, "big") * 2 + real[24:]
 
 
 @pytest.mark.parametrize(
     "upload, message",
     [
-        (png(np.zeros((32, 32))), "28x28"),
-        (png(np.zeros((28, 28, 3)), mode="RGB"), "single-channel"),
+        (encode_png(np.zeros((32, 32))), "28x28"),
+        (encode_png(np.zeros((28, 28, 3))), "single-channel"),
         (digit_png()[:60], "truncated"),
         (b"%PDF-1.4 definitely not an image", "send a PNG or JPEG image; this is not an image format"),
         (bomb_png(), "28x28|PNG or JPEG"),
@@ -174,7 +175,9 @@ def test_limits_are_enforced(tiny_pipeline: TinyPipeline) -> None:
     with make_client(tiny_pipeline, MAX_BODY_BYTES=2000, MAX_IMAGES=2, MAX_SAMPLES=3, MAX_STEPS=4) as limited:
         big = limited.post(f"/v1/models/{UNCONDITIONAL}/encode", json={"arrays": [[[0.5] * 28] * 28]})
         assert big.status_code == 413 and error_code(big) == "payload_too_large"
-        many = limited.post(f"/v1/models/{UNCONDITIONAL}/encode", files=[("images", png(np.zeros((28, 28))))] * 3)
+        many = limited.post(
+            f"/v1/models/{UNCONDITIONAL}/encode", files=[("images", encode_png(np.zeros((28, 28))))] * 3
+        )
         assert many.status_code in (413, 422)
         assert limited.post(f"/v1/models/{UNCONDITIONAL}/sample", json={"n": 4}).status_code == 422
         steps = limited.post(

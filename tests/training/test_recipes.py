@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from contract.manifest import read_manifest
+from training.__main__ import main
 from training.recipe import read_recipe, run_recipe, toy
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.sh"))
@@ -20,7 +21,7 @@ def test_there_is_a_recipe_for_every_bundled_package() -> None:
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_the_recipe_runs_at_toy_size(recipe: Path, tmp_path: Path) -> None:
     settings = {"RUNS": str(tmp_path / "runs"), "MODELS": str(tmp_path / "models")}
-    ran = run_recipe(recipe, settings, toy_size=True)
+    ran = run_recipe(recipe, settings, toy_size=True, run=main)
     exports = [words for words in ran.commands if words[0] == "export"]
     for words in exports:
         model_id = words[words.index("--id") + 1]
@@ -33,7 +34,7 @@ def test_a_toy_run_never_writes_into_the_bundled_packages(tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)  # where a toy run's default RUNS=runs and MODELS=exported_models would land
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()
-    ran = run_recipe(next(r for r in RECIPES if r.stem == "mnist-vae-2d"), toy_size=True)
+    ran = run_recipe(next(r for r in RECIPES if r.stem == "mnist-vae-2d"), toy_size=True, run=main)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scratch"]
     (folder,) = (tmp_path / "scratch").iterdir()
     assert ran.settings["MODELS"] == str(folder / "exported_models")

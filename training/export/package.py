@@ -2,7 +2,7 @@
 
 A VQ-VAE and its prior become encoder.onnx, decoder.onnx, prior.onnx (+ the Fast PixelCNN step graphs, whose
 weights are the prior's: shared_weights.bin holds them once), codebook.npy and samples.png (a VAE:
-export_vae.py). Every graph is checked against torch with onnxruntime; manifest.json describes the package.
+export/vae.py). Every graph is checked against torch with onnxruntime; manifest.json describes the package.
 It appears atomically: assembled in a hidden folder, then renamed into place.
 """
 
@@ -54,7 +54,7 @@ class ParityError(RuntimeError):
 class ExportOptions(DataOptions):  # the data's validation images drive the parity check
     vqvae: str = "runs/vqvae/best.pt"
     prior: str = "runs/prior/best.pt"
-    vae: str = ""  # export this VAE checkpoint instead of a VQ-VAE and its prior (export_vae.py)
+    vae: str = ""  # export this VAE checkpoint instead of a VQ-VAE and its prior (export/vae.py)
     evaluation: str = ""  # the report of `latentgen-train evaluate`; without one the manifest says: not evaluated
     out: str = "exported_models"
     id: str = "mnist-vqvae"

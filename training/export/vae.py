@@ -1,7 +1,7 @@
 """Export a trained VAE as a model package (`python -m training export --vae ...`).
 
 encoder.onnx (image -> mean, logvar), decoder.onnx (z (+ labels) -> image), samples.png, and for a
-2-D latent manifold.png; written and checked against torch by export.py's write_package.
+2-D latent manifold.png; written and checked against torch by package.py's write_package.
 """
 
 from pathlib import Path

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 
 from tests.conftest import TinyPipeline
-from tests.containers.conftest import docker, inspect
+from tests.deploy.containers.conftest import docker, inspect
 from tests.service.conftest import digit_png
 
 HARDENED = ("--read-only", "--tmpfs", "/tmp")

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.containers.conftest import DOCKER, ROOT, docker
+from tests.deploy.containers.conftest import DOCKER, ROOT, docker
 from tools.local_server import free_port
 
 CLIENTS = 8

@@ -20,7 +20,7 @@ from service.main import create_app
 from training.checkpoint import load_model
 from training.metrics.samples import predict_probabilities
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "exported_models"
 VQVAE, VAE, VAE_2D, CVAE, BETA_VAE = "mnist-vqvae", "mnist-vae", "mnist-vae-2d", "mnist-cvae", "mnist-beta-vae"
 FREY_VQVAE, FREY_VAE, CIFAR_VQVAE = "frey-vqvae", "frey-vae", "cifar10-vqvae"

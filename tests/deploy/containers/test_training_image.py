@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.containers.conftest import build, docker
+from tests.deploy.containers.conftest import build, docker
 
 WHEELS = Path("/opt/wheels")
 

@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from tests.containers.conftest import build, docker
+from tests.deploy.containers.conftest import build, docker
 
 
 @pytest.fixture(scope="module")

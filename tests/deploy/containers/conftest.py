@@ -19,7 +19,7 @@ import pytest
 
 from tools.local_server import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOCKER = shutil.which("docker", path="/usr/bin") or shutil.which("docker") or "docker"
 BUILD_ENV = {**os.environ, "DOCKER_BUILDKIT": "1"}
 
