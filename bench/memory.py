@@ -8,17 +8,25 @@ the resident set size after warm-up, its peak (VmHWM) and after idling, from /pr
     python -m bench.memory [--rounds 3] [--clients 4] [--idle 10] [ENV=VALUE ...]
 
 ENV=VALUE pairs are passed to the server (e.g. MEMORY_RELEASE=0 to measure without the allocator settings).
+
+`--photo SIDE` measures instead one SIDE x SIDE photo encoded at its own size by a size-free model, then its code
+grid decoded: the peak for each, above the warm server, e.g. under several TILE_SIZE settings:
+
+    python -m bench.memory --photo 4096 TILE_SIZE=512
 """
 
 import argparse
 import base64
+import io
 import re
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
+from PIL import Image
 
 from contract.images import encode_png
 from tools.local_server import serving
@@ -78,15 +86,57 @@ def measure(rounds: int, clients: int, idle: float, limit: int, env: dict[str, s
     return {"warm": warm / KIB, "peak": peak / KIB, "after": after / KIB, "idle": idled / KIB, "seconds": seconds}
 
 
+def photo_jpeg(side: int) -> bytes:
+    """A smooth side x side colour JPEG (low-frequency noise, enlarged), as a camera's photo compresses."""
+    coarse = np.random.default_rng(side).integers(0, 256, (side // 64, side // 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(coarse).resize((side, side), Image.BICUBIC).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def peak_above_warm(server: subprocess.Popen, url: str, path: str, request: dict) -> tuple[float, dict]:
+    """(the peak RSS above the RSS before the request, MiB; the answer)."""
+    before = status_kib(server.pid, "VmRSS")
+    Path(f"/proc/{server.pid}/clear_refs").write_text("5")
+    with httpx.Client(base_url=url, timeout=1800) as client:
+        response = client.post(path, **request)
+    if response.status_code != 200:
+        raise RuntimeError(f"{path}: {response.status_code} {response.text[:300]}")
+    return (status_kib(server.pid, "VmHWM") - before) / KIB, response.json()
+
+
+def measure_photo(side: int, model: str, env: dict[str, str]) -> dict[str, float]:
+    """The peak above the warm server of encoding one side x side photo, and of decoding its codes."""
+    settings = {"LOG_LEVEL": "warning", **env}
+    with serving(capture=False, **settings) as (url, server):
+        small = {"files": [("images", ("warm.jpg", photo_jpeg(256), "image/jpeg"))]}
+        peak_above_warm(server, url, f"/v1/models/{model}/reconstruct", small)  # every graph warm at a size
+        warm = status_kib(server.pid, "VmRSS") / KIB
+        upload = {"files": [("images", ("photo.jpg", photo_jpeg(side), "image/jpeg"))]}
+        encode, answer = peak_above_warm(server, url, f"/v1/models/{model}/encode", upload)
+        decode, _ = peak_above_warm(server, url, f"/v1/models/{model}/decode", {"json": {"codes": answer["codes"]}})
+    return {"warm": warm, "encode": encode, "decode": decode}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--idle", type=float, default=10)
     parser.add_argument("--limit", type=int, default=256, help="MAX_IMAGES and MAX_SAMPLES")
+    parser.add_argument("--photo", type=int, help="measure one photo of this side instead (see above)")
+    parser.add_argument("--model", default="cifar10-vqvae", help="with --photo: a size-free model")
     parser.add_argument("env", nargs="*", help="ENV=VALUE settings for the server")
     args = parser.parse_args()
     env = dict(pair.split("=", 1) for pair in args.env)
+    if args.photo:
+        found = measure_photo(args.photo, args.model, env)
+        print(
+            f"{args.model}, one {args.photo}x{args.photo} photo ({' '.join(args.env) or 'defaults'}): server RSS "
+            f"{found['warm']:.0f} MiB warm; peak above it: encode {found['encode']:.0f} MiB, decode of its codes "
+            f"{found['decode']:.0f} MiB"
+        )
+        return
     found = measure(args.rounds, args.clients, args.idle, args.limit, env)
     print(f"server RSS, MiB ({' '.join(args.env) or 'defaults'}; {args.clients} clients, {args.rounds} rounds):")
     print(

@@ -69,7 +69,7 @@ class Answer(TypedDict, total=False):
 class Upload(Answer, total=False):
     """... and of those that also take images."""
 
-    resize: Resize  # stretch, crop or pad: let the service convert images of another size or colour
+    resize: Resize  # native: a size-free model's any size (padded to its stride); stretch, crop, pad: converted
 
 
 class Client:
@@ -152,7 +152,7 @@ class Client:
         format_ = "array" if exact else None
         answer = self.post(model, operation, body, version, format=format_, resize=given(resize), **params).json()
         if exact:
-            pixels = np.asarray(answer.pop("arrays"), dtype=np.float32)
+            pixels = array(answer.pop("arrays"), np.float32)
             images = [pictures.to_pil(p) for p in pixels]
         else:
             images = [pictures.from_b64(text) for text in answer.pop("images")]
@@ -193,7 +193,9 @@ class Client:
         resize: Resize = "none",
     ) -> Encoding:
         """Images -> VQ-VAE codes (N, h, w) (+ z_e), or a VAE's mean and logvar (N, Z) (+ z with include="sample").
-        `resize` (stretch, crop, pad) lets the service convert images of another size or colour."""
+        A size-free model takes images at their own size (sides multiples of its stride; `resize="native"` pads
+        others), and gives grids of several shapes as a list; `resize` (stretch, crop, pad) converts images to the
+        training size."""
         payload = pictures.images_payload(images)
         answer = self.post(model, "encode", payload, version, include=include, seed=seed, resize=given(resize))
         answer = answer.json()
@@ -218,7 +220,8 @@ class Client:
         labels: Sequence[int] | None = None,
         **options: Unpack[Answer],
     ) -> Images:
-        """Code grids (N, h, w) or latents (N, Z) / (N, D, h, w) -> images; `labels` for a class-conditional VAE."""
+        """Code grids (N, h, w) (any h, w for a size-free model; one shape per call) or latents (N, Z) / (N, D, h, w)
+        -> images; `labels` for a class-conditional VAE."""
         if codes is not None and np.ndim(codes) == 2:
             codes = [codes]  # one grid
         body = {"codes": codes, "latents": latents, "labels": labels}

@@ -37,13 +37,30 @@ def batched(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-def load_images(paths: Sequence[Path], root: Path, shape: Sequence[int], skipped: list[str]) -> tuple[list, list[str]]:
-    """The files that open as images (converted to the model's shape), with their names under `root`; the others
-    go to `skipped` with the reason."""
+def pixel_batches(paths: Sequence[Path], size: int, max_pixels: int) -> Iterator[Sequence[Path]]:
+    """At most `size` files a batch, and at most `max_pixels` pixels (read from the headers) unless one file alone
+    has more: photos at their own size weigh what their pixels do."""
+    batch, pixels = [], 0
+    for path in paths:
+        weight = pictures.pixel_count(path)
+        if batch and (len(batch) == size or pixels + weight > max_pixels):
+            yield batch
+            batch, pixels = [], 0
+        batch.append(path)
+        pixels += weight
+    if batch:
+        yield batch
+
+
+def load_images(
+    paths: Sequence[Path], root: Path, shape: Sequence[int] | None, skipped: list[str]
+) -> tuple[list, list[str]]:
+    """The files that open as images (converted to the model's shape; shape None: the files as they are, once their
+    headers read), with their names under `root`; the others go to `skipped` with the reason."""
     loaded, names = [], []
     for path in paths:
         try:
-            loaded.append(pictures.load(path, shape))
+            loaded.append(pictures.load(path, shape) if shape else pictures.checked_file(path))
             names.append(path.relative_to(root).as_posix())
         except OSError as error:
             skipped.append(f"{path}: {error}")
@@ -59,12 +76,30 @@ def encode(client: Client, args: argparse.Namespace) -> None:
         encode_into(store, client, args)
 
 
-def encode_into(store: CodesFile, client: Client, args: argparse.Namespace) -> None:
-    done = store.repair()
+def check_resumable(done: list[dict], args: argparse.Namespace) -> None:
     if done and done[0]["model"] != args.model:
         sys.exit(f"error: {args.out} holds rows of model {done[0]['model']}; pick another --out")
+    if done and ("offset" in done[0]) != args.native:
+        held = "grids of several sizes (--native)" if "offset" in done[0] else "grids of one size"
+        sys.exit(f"error: {args.out} holds {held}; run as it was started, or pick another --out")
+
+
+def flat_rows(grids: list[np.ndarray], entries: list[dict], after: dict | None) -> np.ndarray:
+    """Grids of several shapes as one run of codes, each index entry told where its grid lies."""
+    offset = after["offset"] + after["height"] * after["width"] if after else 0
+    for entry, grid in zip(entries, grids, strict=True):
+        entry |= {"offset": offset, "height": grid.shape[0], "width": grid.shape[1]}
+        offset += grid.size
+    return np.concatenate([grid.ravel() for grid in grids])
+
+
+def encode_into(store: CodesFile, client: Client, args: argparse.Namespace) -> None:
+    done = store.repair()
+    check_resumable(done, args)
     # A resumed run keeps the version it started with, even if a newer one is being served now.
     info = client.model(args.model, args.version or (done[0]["version"] if done else None))
+    if args.native and not info["manifest"].get("size_free"):
+        sys.exit(f"error: {args.model} version {info['version']} takes one size only; encode without --native")
     seen = {entry["file"] for entry in done}
     root = Path(args.folder)
     todo = [path for path in pictures.image_files(root) if path.relative_to(root).as_posix() not in seen]
@@ -78,7 +113,10 @@ def encode_into(store: CodesFile, client: Client, args: argparse.Namespace) -> N
                 {"row": start + i, "file": name, "model": info["model"], "version": info["version"]}
                 for i, name in enumerate(names)
             ]
-            store.append(result.codes if info["kind"] == "vqvae" else result.mean, entries)
+            rows = result.codes if info["kind"] == "vqvae" else result.mean
+            if args.native:
+                rows = flat_rows(list(rows), entries, done[-1] if done else None)
+            store.append(rows, entries)
             done.extend(entries)
         bar.update(files)
 
@@ -89,9 +127,14 @@ def encode_into(store: CodesFile, client: Client, args: argparse.Namespace) -> N
         ThreadPoolExecutor(args.in_flight) as pool,
     ):
         pending: deque[tuple[Future | None, list[str], int]] = deque()
-        for batch in batched(todo, args.batch_size):
-            loaded, names = load_images(batch, root, info["manifest"]["image_shape"], skipped)
-            request = pool.submit(client.encode, info["model"], loaded, version=info["version"]) if loaded else None
+        shape = None if args.native else info["manifest"]["image_shape"]
+        batches = batched(todo, args.batch_size)
+        if args.native:
+            batches = pixel_batches(todo, args.batch_size, args.batch_pixels)
+        for batch in batches:
+            loaded, names = load_images(batch, root, shape, skipped)
+            options = {"version": info["version"], "resize": "native" if args.native else "none"}
+            request = pool.submit(client.encode, info["model"], loaded, **options) if loaded else None
             pending.append((request, names, len(batch)))
             while len(pending) >= args.in_flight:
                 store_rows(*pending.popleft())
@@ -112,18 +155,29 @@ def png_names(files: list[str], rows: int) -> list[Path]:
     return names + [Path(f"{i:06d}.png") for i in range(len(names), rows)]
 
 
+def same_shape_batches(rows: list[np.ndarray], size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row's index, a stack of up to `size` consecutive rows of one shape): one request each."""
+    start = 0
+    while start < len(rows):
+        end = start + 1
+        while end < min(start + size, len(rows)) and rows[end].shape == rows[start].shape:
+            end += 1
+        yield start, np.stack(rows[start:end])
+        start = end
+
+
 def decode(client: Client, args: argparse.Namespace) -> None:
     """A codes file (or any .npy of codes or latents) -> one PNG per row, named after the index's files."""
-    rows = np.load(args.codes)
-    entries = CodesFile(args.codes).entries()[: len(rows)]
+    found = list(CodesFile(args.codes).grids())
+    entries = [entry for entry, _ in found if entry is not None]
+    rows = [row for _, row in found]
     model = args.model or (entries[0]["model"] if entries else DEFAULT_MODEL)
     version = args.version or (entries[0]["version"] if entries else None)
     names = png_names([e["file"] for e in entries], len(rows))
     out = Path(args.out)
     written = 0
     with tqdm(total=len(rows), unit="image", disable=args.quiet) as bar:
-        for start in range(0, len(rows), args.batch_size):
-            chunk = rows[start : start + args.batch_size]
+        for start, chunk in same_shape_batches(rows, args.batch_size):
             given = {"codes": chunk} if np.issubdtype(chunk.dtype, np.integer) else {"latents": chunk}
             result = client.decode(model, **given, labels=args.labels, version=version)
             for name, image in zip(names[start:], result.images, strict=False):
@@ -233,6 +287,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--out", default="codes.npy", help="codes file; its index is the same name with .jsonl")
     p.add_argument("--batch-size", type=positive, default=64, help="images per request")
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="size-free models: each image at its own size (padded to the stride); grids of several shapes are "
+        "stored flat, with each one's offset and size in the index",
+    )
+    p.add_argument("--batch-pixels", type=positive, default=2**24, help="with --native: pixels per request")
     p.add_argument("--in-flight", type=positive, default=2, help="requests kept in flight (1: one at a time)")
     p.set_defaults(run=encode)
 

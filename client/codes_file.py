@@ -7,6 +7,10 @@ record of what the .npy holds: a batch goes in right after the rows it counts, n
 that a crash left beyond them, which would shift every later row away from its index line. One
 writer at a time: a second `encode` into the same file is refused while the first runs (where the
 OS has POSIX file locks).
+
+Grids of one shape are the .npy's rows (N, h, w), one index line each. Grids of several shapes (photos encoded at
+their own sizes by a size-free model) are stored flat: the .npy is one long run of codes, and each index line says
+where its grid starts (`offset`) and its `height` and `width`; `grids()` reads them back either way.
 """
 
 import json
@@ -26,6 +30,11 @@ from numpy.lib import format as npy
 
 class InUseError(OSError):
     """Another process is writing the codes file (an OSError, as a busy file is, so callers report it alike)."""
+
+
+def span(entry: dict) -> int:
+    """The .npy rows that an index line covers: one grid, or in a flat file its grid's height x width codes."""
+    return entry["height"] * entry["width"] if "offset" in entry else 1
 
 
 class CodesFile:
@@ -94,12 +103,15 @@ class CodesFile:
             shape, dtype, offset = self.header(f)
             row_bytes = self.row_bytes(shape, dtype)
             on_disk = (f.seek(0, 2) - offset) // row_bytes if row_bytes else shape[0]
-            rows = min(shape[0], len(entries), on_disk)
+            held, rows, kept = min(shape[0], on_disk), 0, 0
+            for entry in entries:  # the index lines whose rows are all there
+                if rows + span(entry) > held:
+                    break
+                rows, kept = rows + span(entry), kept + 1
             if rows < shape[0]:  # the header first: a crash before the cut leaves bytes that no header counts
                 self.write_header(f, (rows, *shape[1:]), dtype, offset)
             f.truncate(offset + rows * row_bytes)  # the rows dropped, and any uncounted bytes after them
-        if rows < len(entries):
-            entries = entries[:rows]
+        entries = entries[:kept]
         # Rewritten under another name, then renamed: a crash mid-write cannot take the finished rows' lines with it.
         partial = self.index.with_suffix(".jsonl.partial")
         partial.write_text("".join(json.dumps(e) + "\n" for e in entries))
@@ -109,8 +121,8 @@ class CodesFile:
     def append(self, rows: np.ndarray, entries: list[dict]) -> None:
         """Rows first, then their index lines: a crash in between leaves rows that repair() drops."""
         rows = np.ascontiguousarray(rows)
-        if len(rows) != len(entries):
-            raise ValueError(f"{len(rows)} rows but {len(entries)} index entries")
+        if len(rows) != sum(map(span, entries)):
+            raise ValueError(f"{len(rows)} rows but index entries for {sum(map(span, entries))}")
         if not self.npy.exists():
             header = {"descr": npy.dtype_to_descr(rows.dtype), "fortran_order": False, "shape": (0, *rows.shape[1:])}
             with open(self.npy, "wb") as f:
@@ -126,3 +138,19 @@ class CodesFile:
             self.write_header(f, (shape[0] + len(rows), *shape[1:]), dtype, offset)
         with open(self.index, "a") as f:
             f.write("".join(json.dumps(e) + "\n" for e in entries))
+
+    def grids(self) -> Iterator[tuple[dict | None, np.ndarray]]:
+        """(index line, grid or row) for every row the file holds, in order; None for rows the index does not name
+        (a .npy written by something else)."""
+        rows, entries = np.load(self.npy, mmap_mode="r"), self.entries()
+        if entries and "offset" in entries[0]:
+            for entry in entries:
+                yield (
+                    entry,
+                    np.asarray(rows[entry["offset"] : entry["offset"] + span(entry)]).reshape(
+                        entry["height"], entry["width"]
+                    ),
+                )
+            return
+        for i, row in enumerate(rows):
+            yield (entries[i] if i < len(entries) else None), np.asarray(row)

@@ -74,10 +74,11 @@ def from_b64(text: str) -> Image.Image:
     return open_png(base64.b64decode(text))
 
 
-def pixels(images: Sequence[Image.Image]) -> np.ndarray:
-    """PIL images -> float32 (N, C, H, W) in [0, 1]."""
+def pixels(images: Sequence[Image.Image]) -> np.ndarray | list[np.ndarray]:
+    """PIL images -> float32 (N, C, H, W) in [0, 1]; a list of (C, H, W) where their sizes differ."""
     arrays = [np.asarray(image, dtype=np.float32) / 255.0 for image in images]
-    return np.stack([a[None] if a.ndim == 2 else a.transpose(2, 0, 1) for a in arrays])
+    arrays = [a[None] if a.ndim == 2 else a.transpose(2, 0, 1) for a in arrays]
+    return np.stack(arrays) if len({a.shape for a in arrays}) <= 1 else arrays
 
 
 def tile(images: Sequence[Image.Image], columns: int | None = None, padding: int = 2) -> Image.Image:
@@ -85,7 +86,7 @@ def tile(images: Sequence[Image.Image], columns: int | None = None, padding: int
     n = len(images)
     columns = max(1, min(columns or int(np.ceil(np.sqrt(n))), n))
     rows = -(-n // columns)
-    w, h = images[0].size
+    w, h = max(image.width for image in images), max(image.height for image in images)  # cells fit the largest
     canvas = Image.new(images[0].mode, (columns * (w + padding) + padding, rows * (h + padding) + padding), "#808080")
     for i, image in enumerate(images):
         canvas.paste(image, (padding + (i % columns) * (w + padding), padding + (i // columns) * (h + padding)))
@@ -114,6 +115,21 @@ def load(path: str | os.PathLike, shape: Sequence[int]) -> Image.Image:
     with Image.open(path) as image:
         image = image.convert("L" if channels == 1 else "RGB")
     return image if image.size == (width, height) else image.resize((width, height), Image.BILINEAR)
+
+
+def checked_file(path: str | os.PathLike) -> Path:
+    """A file whose header opens as an image, sent as it is (OSError otherwise); no pixel is decoded."""
+    with Image.open(path):
+        return Path(path)
+
+
+def pixel_count(path: str | os.PathLike) -> int:
+    """Width x height from the file's header; 0 for a file that is not an image (skipped later)."""
+    try:
+        with Image.open(path) as image:
+            return image.width * image.height
+    except OSError:
+        return 0
 
 
 def save_gif(frames: Sequence[Image.Image], path: str | os.PathLike, scale: int = 4, ms: int = 120) -> None:

@@ -45,15 +45,17 @@ def png_bytes(image: np.ndarray) -> bytes:
 MODE_CHANNELS = {"1": 1, "L": 1, "LA": 1, "RGB": 3, "RGBA": 3, "P": 3, "PA": 3, "CMYK": 3, "YCbCr": 3}
 MODE_CHANNELS |= dict.fromkeys(("I;16", "I;16B", "I;16L", "I"), 1)
 CHANNEL_KINDS = {1: "single-channel (greyscale)", 3: "RGB"}
-Resize = Literal["none", "stretch", "crop", "pad"]
-RESIZE_MODES: tuple[Resize, ...] = ("none", "stretch", "crop", "pad")
+# none: as sent; native (size-free models): as sent, padded to the next multiple of the stride; stretch, crop, pad:
+# converted to the model's training size.
+Resize = Literal["none", "native", "stretch", "crop", "pad"]
+RESIZE_MODES: tuple[Resize, ...] = ("none", "native", "stretch", "crop", "pad")
 # EXIF orientation: how the stored pixels turn to be seen upright (cameras store portraits sideways); 5 to 8 swap
 # width and height.
 ORIENTATION, SIDEWAYS = 0x0112, {5, 6, 7, 8}
 
 
 class DecodedImage(NamedTuple):
-    pixels: np.ndarray  # (C, H, W) float32 in [0, 1], the model's shape
+    pixels: np.ndarray  # (C, H, W) float32 in [0, 1], as the model takes it
     source: tuple[int, int, int]  # (C, H, W) as the file was, upright
 
 
@@ -98,22 +100,65 @@ def eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray((np.clip(np.asarray(image, np.int64), 0, 65535) >> 8).astype(np.uint8))
 
 
+def upright_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of the image as viewers show it, from its header alone: no pixel is decoded."""
+    image = open_image(data)
+    return image.size[::-1] if exif_orientation(image) in SIDEWAYS else image.size
+
+
 def upright(image: Image.Image, orientation: int) -> Image.Image:
     """The loaded image turned as its EXIF orientation (exif_orientation's, read before loading) says viewers show
     it."""
     return image if orientation == 1 else ImageOps.exif_transpose(image)
 
 
-def decode_image(
-    data: bytes, image_shape: tuple[int, int, int], resize: Resize = "none", max_pixels: int = 4096 * 4096
-) -> DecodedImage:
-    """PNG/JPEG bytes -> the model's (C, H, W) float32 pixels in [0, 1].
+def sides_that_work(width: int, height: int, stride: int) -> str:
+    """The sizes nearest to width x height whose sides are multiples of the stride, for an error message."""
+    down = (width // stride * stride, height // stride * stride)
+    up = (-(-width // stride) * stride, -(-height // stride) * stride)
+    nearest = [f"{w}x{h}" for w, h in (down, up) if min(w, h) > 0]
+    return " or ".join(dict.fromkeys(nearest))
 
-    `resize` "none" takes only the exact size and colour; "stretch" resizes to the model's size, "crop" cuts the
-    centre to the model's aspect ratio first, "pad" letterboxes (black bars); each converts grey <-> RGB. The size
-    is checked from the header before any pixel is decoded, so a decompression bomb costs nothing, and a JPEG is
-    decoded at the smallest scale the resize allows; Pillow's own pixel limit stays on as a second guard. An image
-    with an EXIF orientation is turned upright first, as viewers show it: sizes are the upright image's.
+
+def check_size(seen: tuple[int, int], image_shape: tuple[int, int, int], resize: Resize, stride: int | None) -> None:
+    """What `resize` asks of the upright (width, height) the header says, refused before any pixel is decoded."""
+    width, height = seen
+    if resize == "native" and stride is None:
+        raise InvalidInputError(
+            f"?resize=native is for size-free models; this one takes {image_shape[2]}x{image_shape[1]} images only"
+        )
+    if resize != "none":
+        return
+    if stride is None and seen != (image_shape[2], image_shape[1]):
+        raise InvalidInputError(
+            f"the model takes {image_shape[2]}x{image_shape[1]} images; got {width}x{height} "
+            "(?resize=stretch, crop or pad converts other sizes)"
+        )
+    if stride is not None and (width % stride or height % stride):
+        raise InvalidInputError(
+            f"the model takes images whose sides are multiples of {stride}; got {width}x{height}: the nearest sizes "
+            f"that work are {sides_that_work(width, height, stride)} (?resize=native pads to the next one; stretch, "
+            "crop or pad convert to the training size)"
+        )
+
+
+def decode_image(
+    data: bytes,
+    image_shape: tuple[int, int, int],
+    resize: Resize = "none",
+    max_pixels: int = 4096 * 4096,
+    stride: int | None = None,
+) -> DecodedImage:
+    """PNG/JPEG bytes -> (C, H, W) float32 pixels in [0, 1], as the model takes them.
+
+    A model of one size (`stride` None) takes `image_shape`: `resize` "none" takes only that size and colour;
+    "stretch" resizes to it, "crop" cuts the centre to its aspect ratio first, "pad" letterboxes (black bars); each
+    converts grey <-> RGB. A size-free model (`stride`, the pixels per code) also takes any size whose sides are
+    multiples of the stride as it is ("none"), or pads the bottom and right edges up to the next multiple by
+    repeating the edge pixels ("native", converting the colour too). The size is checked from the header before any
+    pixel is decoded, so a decompression bomb costs nothing, and a JPEG is decoded at the smallest scale the resize
+    allows; Pillow's own pixel limit stays on as a second guard. An image with an EXIF orientation is turned upright
+    first, as viewers show it: sizes are the upright image's.
     """
     channels, height, width = image_shape
     image = open_image(data)
@@ -122,22 +167,16 @@ def decode_image(
         raise InvalidInputError(f"unsupported pixel format {image.mode}; send greyscale or RGB")
     orientation = exif_orientation(image)
     seen = image.size[::-1] if orientation in SIDEWAYS else image.size  # (width, height) upright
-    source = (got, seen[1], seen[0])
-    if resize == "none":
-        if seen != (width, height):
-            raise InvalidInputError(
-                f"the model takes {width}x{height} images; got {seen[0]}x{seen[1]} "
-                "(?resize=stretch, crop or pad converts other sizes)"
-            )
-        if got != channels:
-            raise InvalidInputError(
-                f"the model takes {CHANNEL_KINDS[channels]} images; got a {image.mode} image (?resize= converts it)"
-            )
-    elif seen[0] * seen[1] > max_pixels:
+    if seen[0] * seen[1] > max_pixels:
         raise InvalidInputError(f"images may have at most {max_pixels} pixels; got {seen[0]}x{seen[1]}")
+    check_size(seen, image_shape, resize, stride)
+    if resize == "none" and got != channels:
+        raise InvalidInputError(
+            f"the model takes {CHANNEL_KINDS[channels]} images; got a {image.mode} image (?resize= converts it)"
+        )
     mode = "L" if channels == 1 else "RGB"
     try:
-        if resize != "none" and image.format == "JPEG":
+        if resize in ("stretch", "crop", "pad") and image.format == "JPEG":
             # decode at 1/2, 1/4 or 1/8 scale when that is still large enough (in the stored, unturned frame)
             image.draft(mode, (height, width) if orientation in SIDEWAYS else (width, height))
         image.load()  # decodes the pixels
@@ -146,10 +185,14 @@ def decode_image(
             image = image.convert(mode)
     except (OSError, ValueError, SyntaxError) as error:
         raise InvalidInputError(f"truncated or corrupt image: {error}") from None
-    if resize != "none":
+    if resize in ("stretch", "crop", "pad"):
         image = fit(image, width, height, resize)
     pixels = np.asarray(image, dtype=np.float32) / 255.0
-    return DecodedImage(pixels[None] if channels == 1 else pixels.transpose(2, 0, 1), source)
+    pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+    if resize == "native":
+        pad = [(0, 0), (0, -pixels.shape[1] % stride), (0, -pixels.shape[2] % stride)]
+        pixels = np.pad(pixels, pad, mode="edge")
+    return DecodedImage(pixels, (got, seen[1], seen[0]))
 
 
 def fit(image: Image.Image, width: int, height: int, resize: Resize) -> Image.Image:

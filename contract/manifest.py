@@ -60,6 +60,30 @@ class PriorSpec(Strict):
     unlabelled: Literal["no_label", "any_class"] = "no_label"
 
 
+class SizeFree(Strict):
+    """A convolutional VQ-VAE's encoder and decoder take images of any height and width that are multiples of
+    `stride`, and give code grids of (H / stride, W / stride). Large inputs run in tiles whose overlaps cover the
+    receptive fields (contract/tiling.py), which gives exactly what one pass over the whole input gives."""
+
+    stride: int = Field(ge=1)  # pixels per code on each side
+    # The side, in pixels, of the square of pixels one code depends on: its own stride x stride cell in the middle
+    encoder_receptive_field: int = Field(ge=1)
+    # The side, in codes, of the square of codes that the pixels of one code's cell depend on: that code in the middle
+    decoder_receptive_field: int = Field(ge=1)
+    trained_size: tuple[int, int]  # (H, W) of the training images: image_shape's, where the prior's grid comes from
+
+    @property
+    def encoder_halo(self) -> int:
+        """Pixels beyond a tile's own cells that its codes depend on, rounded up to whole codes."""
+        reach = (self.encoder_receptive_field - self.stride + 1) // 2
+        return -(-reach // self.stride) * self.stride
+
+    @property
+    def decoder_halo(self) -> int:
+        """Codes beyond a tile's own codes that its pixels depend on."""
+        return self.decoder_receptive_field // 2
+
+
 class Provenance(Strict):
     dataset: str
     seed: int
@@ -90,6 +114,7 @@ class Manifest(Strict):
     metrics: dict[str, float] = {}  # measured on the test split
     evaluation: str = ""  # how `metrics` were measured
     parity: dict[str, float] = {}  # max |torch - onnxruntime| per graph output, at export
+    size_free: SizeFree | None = None  # vqvae: encoder and decoder take any multiple of the stride (else: one size)
 
     @property
     def no_label(self) -> int | None:
@@ -109,8 +134,14 @@ class Manifest(Strict):
                 raise ValueError("a vqvae manifest needs num_codes and code_dim")
             if "codebook.npy" not in self.files:
                 raise ValueError("a vqvae package needs codebook.npy")
+            if self.size_free and self.size_free.trained_size != tuple(self.image_shape[1:]):
+                raise ValueError("size_free.trained_size must be the image shape's (H, W)")
+            if self.size_free and any(side % self.size_free.stride for side in self.image_shape[1:]):
+                raise ValueError("a size-free model's training size must be a multiple of its stride")
         elif self.likelihood is None or len(self.latent_shape) != 1:
             raise ValueError("a vae manifest needs its likelihood and a latent_shape of (Z,)")
+        elif self.size_free:
+            raise ValueError("only a vqvae is size-free: a VAE's latent is one vector per image")
         return self
 
 
@@ -124,3 +155,15 @@ def sha256_file(path: Path) -> str:
 
 def read_manifest(folder: Path) -> Manifest:
     return Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
+
+
+def verify_files(folder: Path, manifest: Manifest) -> None:
+    """Every file the manifest lists is inside the package folder and matches its sha256 (raises otherwise)."""
+    for name, digest in manifest.files.items():
+        path = folder / name
+        if path.resolve().parent != folder.resolve():
+            raise ValueError(f"file {name!r} lies outside the package")
+        if not path.is_file():
+            raise FileNotFoundError(f"missing file {name}")
+        if sha256_file(path) != digest:
+            raise ValueError(f"{name} does not match its sha256 in the manifest (corrupt or replaced)")

@@ -1,7 +1,9 @@
 """Dynamic batching, as Triton Inference Server does it: concurrent requests for the same graph are
 merged into one onnxruntime run and their rows split back out afterwards.
 
-One worker thread per graph takes everything queued (up to MAX_BATCH_SIZE rows). It waits for more
+One worker thread per graph takes everything queued (up to MAX_BATCH_SIZE rows; a row of a size-free graph, an
+image larger than the training size, counts as the training-size images its pixels make up, so that a batch's
+memory stays bounded whatever the size: `row_units`). It waits for more
 only while requests that announced themselves (`expect`) have not yet arrived, and never longer than
 BATCH_DELAY_MS after the oldest one: a lone request runs at once, a burst runs as one batch. An
 announcement ends when its request submits (the announcement travels with the request's context,
@@ -34,6 +36,7 @@ Feeds = dict[str, np.ndarray]
 Signature = tuple[tuple[str, str, tuple[int, ...]], ...]  # per input: name, dtype, shape without the batch axis
 StopFn = Callable[[], bool]
 RunFn = Callable[[Feeds, StopFn], list[np.ndarray]]  # (merged feeds, should_stop) -> outputs
+UnitsFn = Callable[[Feeds], int]  # what one row of these feeds counts for against MAX_BATCH_SIZE
 Outcome = list[np.ndarray] | Exception  # a request's slice of every output, or why it failed
 
 
@@ -66,6 +69,7 @@ def signature(feeds: Feeds, input_axes: dict[str, int]) -> Signature:
 class Pending:
     feeds: Feeds
     rows: int
+    units: int  # rows x what each row counts for
     signature: Signature
     arrived: float
     result: Future | asyncio.Future  # an asyncio future belongs to `loop` and is settled there
@@ -98,11 +102,12 @@ class Batcher:
         max_delay: float,
         max_queue: int,
         labels: tuple[str, str],
+        row_units: UnitsFn | None = None,
     ):
-        self.run, self.input_axes, self.output_axes = run, input_axes, output_axes
+        self.run, self.input_axes, self.output_axes, self.row_units = run, input_axes, output_axes, row_units
         self.max_batch, self.max_delay, self.max_queue = max_batch, max_delay, max_queue
         self.queue: deque[Pending] = deque()
-        self.queued_rows = 0
+        self.queued_units = 0
         self.expected = 0  # requests that announced themselves and have not submitted yet
         # An event loop's submissions wait for the tasks that loop has already woken: until it releases them,
         # or the delay passes (a loop that never gets back, closed or stuck, holds nothing longer).
@@ -130,12 +135,12 @@ class Batcher:
                 self._arrived(announcement)
                 self._wake_if_ready()
 
-    def _check_room(self, rows: int) -> None:
+    def _check_room(self, units: int) -> None:
         if self.closed:
             raise OverloadedError("the service is shutting down")
         # An empty queue admits any one request, so a request larger than the bound still runs alone.
-        if self.queued_rows and self.queued_rows + rows > self.max_queue:
-            raise OverloadedError(f"the inference queue is full ({self.queued_rows} rows waiting); retry shortly")
+        if self.queued_units and self.queued_units + units > self.max_queue:
+            raise OverloadedError(f"the inference queue is full ({self.queued_units} rows waiting); retry shortly")
 
     def _held(self) -> bool:
         return time.monotonic() < self.held_until
@@ -144,7 +149,7 @@ class Batcher:
         """Wake the worker only when it can act: a first request in an empty queue, or a forming batch that
         is full or waits for no one else; while an event loop holds the batch, `_release` wakes it instead.
         Each wake-up is a thread switch, dearer than most of a request."""
-        if self.queued_rows >= self.max_batch or (
+        if self.queued_units >= self.max_batch or (
             self.queue and not self._held() and (len(self.queue) == 1 or self.expected == 0)
         ):
             self.condition.notify()
@@ -173,21 +178,26 @@ class Batcher:
         back to its callbacks.
         """
         rows = batch_rows(feeds, self.input_axes)
+        units = rows * self.units_per_row(feeds)
         result = Future() if loop is None else loop.create_future()
-        pending = Pending(feeds, rows, signature(feeds, self.input_axes), time.monotonic(), result, should_stop, loop)
+        arrived = time.monotonic()
+        pending = Pending(feeds, rows, units, signature(feeds, self.input_axes), arrived, result, should_stop, loop)
         with self.condition:
-            self._check_room(rows)
+            self._check_room(units)
             for announcement in ANNOUNCEMENTS.get():
                 if announcement.batcher is self:
                     self._arrived(announcement)
             self.queue.append(pending)
-            self.queued_rows += rows
-            self.depth.set(self.queued_rows)
+            self.queued_units += units
+            self.depth.set(self.queued_units)
             if loop is not None and self.max_delay and not self._held():  # no delay, nothing to hold
                 self.held_until = pending.arrived + self.max_delay
                 loop.call_soon(self._release)
             self._wake_if_ready()
         return pending.result
+
+    def units_per_row(self, feeds: Feeds) -> int:
+        return 1 if self.row_units is None else max(1, self.row_units(feeds))
 
     def close(self) -> None:
         with self.condition:
@@ -207,24 +217,24 @@ class Batcher:
                 if self.closed:
                     return None
                 self.condition.wait()
-            while self.queued_rows < self.max_batch and (self.expected > 0 or self._held()):
+            while self.queued_units < self.max_batch and (self.expected > 0 or self._held()):
                 remaining = self.queue[0].arrived + self.max_delay - time.monotonic()
                 if remaining <= 0:
                     break
                 self.condition.wait(remaining)
-            batch, rows, skipped = [], 0, deque()
+            batch, units, skipped = [], 0, deque()
             # The oldest request leads; later ones join it only if they fit and look alike, the rest keep their order.
-            while self.queue and rows < self.max_batch:
+            while self.queue and units < self.max_batch:
                 pending = self.queue.popleft()
-                if batch and (pending.signature != batch[0].signature or rows + pending.rows > self.max_batch):
+                if batch and (pending.signature != batch[0].signature or units + pending.units > self.max_batch):
                     skipped.append(pending)
                     continue
-                self.queued_rows -= pending.rows
+                self.queued_units -= pending.units
                 if pending.claim():
                     batch.append(pending)
-                    rows += pending.rows
+                    units += pending.units
             self.queue.extendleft(reversed(skipped))
-            self.depth.set(self.queued_rows)
+            self.depth.set(self.queued_units)
             return batch
 
     def _run(self, batch: list[Pending]) -> None:
@@ -245,18 +255,19 @@ class Batcher:
         self._settle(outcomes)
 
     def _run_alone(self, pending: Pending, should_stop: StopFn) -> Outcome:
-        """One request's rows, at most max_batch at a time: a request larger than a batch runs in slices, so that
-        the graphs' working memory is bounded by MAX_BATCH_SIZE, not by the request limits."""
+        """One request's rows, at most max_batch units at a time (one row at least): a request larger than a batch
+        runs in slices, so that the graphs' working memory is bounded by MAX_BATCH_SIZE, not by the request limits."""
+        step = max(1, self.max_batch // (pending.units // pending.rows))
         try:
             parts = []
-            for start in range(0, pending.rows, self.max_batch):
-                rows = slice(start, start + self.max_batch)
+            for start in range(0, pending.rows, step):
+                rows = slice(start, start + step)
                 feeds = {
                     name: array[(slice(None),) * self.input_axes[name] + (rows,)]
                     for name, array in pending.feeds.items()
                 }
                 parts.append(self.run(feeds, should_stop))
-                self.batch_size.observe(min(self.max_batch, pending.rows - start))
+                self.batch_size.observe(min(step, pending.rows - start))
         except Exception as error:  # re-raised where the caller waits
             return error
         if len(parts) == 1:

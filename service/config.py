@@ -55,9 +55,15 @@ class Settings(BaseSettings):
     POLL_SECONDS: PositiveFloat = 5.0
 
     API_KEY: str = ""  # when set, every route but liveness needs header X-API-Key (or Bearer token)
-    MAX_BODY_BYTES: PositiveInt = 8 * 1024 * 1024
+    MAX_BODY_BYTES: PositiveInt = 64 * 1024 * 1024  # a large photo as PNG takes tens of MiB
     MAX_IMAGES: PositiveInt = 256  # images per encode / reconstruct request
-    MAX_IMAGE_PIXELS: PositiveInt = 4096 * 4096  # width x height of an uploaded image that ?resize= may convert
+    MAX_IMAGE_PIXELS: PositiveInt = 4096 * 4096  # width x height of one uploaded image, read from its header
+    # Pixels of all the images of one request together (a decode's codes count stride^2 pixels each), read from the
+    # headers before any is decoded: 256 photos of 4096x4096 are refused, not attempted.
+    MAX_REQUEST_PIXELS: PositiveInt = 2 * 4096 * 4096
+    # A size-free model's encoder and decoder run larger inputs in tiles of this many pixels a side (rounded down to
+    # a multiple of the stride), each with a halo that covers the receptive field: memory is bounded by one tile.
+    TILE_SIZE: Annotated[int, Field(ge=16)] = 512
     MAX_SAMPLES: PositiveInt = 256  # samples per sample request
     MAX_STEPS: Annotated[int, Field(ge=2)] = 64  # interpolation and traversal steps
     MAX_ITERATIONS: PositiveInt = 500  # inpainting iterations

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from contract.errors import InvalidInputError, NotFoundError
+from contract.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from contract.manifest import GraphSpec, TensorSpec, parse_version
 from service import inference
 from service.batching import Feeds, batch_rows
-from service.package import LoadedModel
+from service.config import Settings
+from service.package import SIZE_FREE_GRAPHS, LoadedModel
 from service.registry import Registry
 
 DATATYPES = {"float32": "FP32", "int64": "INT64"}
@@ -159,6 +160,22 @@ def chosen_outputs(spec: GraphSpec, wanted: list[str] | None) -> list[str]:
     return [name for name in names if name in wanted]
 
 
+def check_sizes(model: LoadedModel, graph: str, feeds: Feeds, settings: Settings) -> None:
+    """A size-free encoder's images: sides that are multiples of the stride; its decoder's grids: at least one
+    code; both: within MAX_REQUEST_PIXELS together (a code counts stride^2)."""
+    if model.manifest.size_free is None or graph not in SIZE_FREE_GRAPHS:
+        return
+    (name, array), stride = next(iter(feeds.items())), model.manifest.size_free.stride
+    height, width = array.shape[-2:]
+    step = stride if graph == "encoder" else 1
+    if min(height, width) < 1 or height % step or width % step:
+        raise InvalidInputError(
+            f"input {name}: height and width must be positive multiples of {step}; got {height}x{width}"
+        )
+    if len(array) * height * width * (stride // step) ** 2 > settings.MAX_REQUEST_PIXELS:
+        raise PayloadTooLargeError(f"input {name}: more than MAX_REQUEST_PIXELS ({settings.MAX_REQUEST_PIXELS}) pixels")
+
+
 def check_values(model: LoadedModel, spec: GraphSpec, feeds: Feeds, max_rows: int) -> None:
     """What the graphs cannot check themselves: one batch size for every input, finite floats, codes and labels
     in range. All of it before the request may join a batch (batching.batch_rows says why)."""
@@ -183,13 +200,15 @@ def check_values(model: LoadedModel, spec: GraphSpec, feeds: Feeds, max_rows: in
 ORT_REFUSALS = (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ort.capi.onnxruntime_pybind11_state.Fail)
 
 
-async def infer(registry: Registry, request: InferenceRequest, max_rows: int) -> InferenceResponse:
+async def infer(registry: Registry, request: InferenceRequest, settings: Settings) -> InferenceResponse:
     """Checks the whole request, then awaits its rows in the event loop (merged with concurrent requests, from
-    HTTP and gRPC alike, as the hot v1 routes do: no worker-thread hop)."""
+    HTTP and gRPC alike, as the hot v1 routes do: no worker-thread hop); a size-free graph's large input in tiles,
+    which give what one pass would."""
     model, graph = resolve(registry, request.model_name, request.model_version)
     spec = model.manifest.graphs[graph]
     feeds = gather_feeds(spec, request.inputs)
-    check_values(model, spec, feeds, max_rows)
+    check_values(model, spec, feeds, settings.MAX_IMAGES)
+    check_sizes(model, graph, feeds, settings)
     wanted = chosen_outputs(spec, request.outputs)
     try:
         outputs = dict(zip([t.name for t in spec.outputs], await model.run_async(graph, feeds), strict=True))

@@ -118,7 +118,7 @@ class InferenceService(rpc.GRPCInferenceServiceServicer):
             outputs=[o.name for o in request.outputs] or None,
             id=request.id,
         )
-        answer = await dataplane.infer(self.registry, asked, self.settings.MAX_IMAGES)
+        answer = await dataplane.infer(self.registry, asked, self.settings)
         response = pb.ModelInferResponse(model_name=answer.model_name, model_version=answer.model_version, id=answer.id)
         for name, array in answer.outputs.items():
             array = np.ascontiguousarray(array)

@@ -8,6 +8,9 @@ its prior is the PixelCNN; a VAE's latent is z (Z,) and its prior N(0, I). `inpa
 traversal) are latent_paths.py's.
 """
 
+import math
+from collections.abc import Callable
+
 import numpy as np
 
 from contract.errors import InvalidInputError
@@ -19,13 +22,30 @@ from service.package import LoadedModel
 LATENT_BOUND = 1e6
 
 
+def size_free_stride(model: LoadedModel) -> int | None:
+    """Pixels per code of a size-free model (any multiple of it on each side); None for a model of one size."""
+    return model.manifest.size_free.stride if model.manifest.size_free else None
+
+
+def pixels_per_code(model: LoadedModel) -> int:
+    """The pixels one code of a VQ-VAE's grid decodes to (stride^2): what a decode request's codes weigh."""
+    return math.prod(model.manifest.image_shape[1:]) // math.prod(model.manifest.latent_shape[1:])
+
+
 def check_images(model: LoadedModel, images: np.ndarray) -> np.ndarray:
-    """(N, C, H, W), or (N, H, W) for single-channel models, float pixels in [0, 1]."""
-    shape = tuple(model.manifest.image_shape)
+    """(N, C, H, W), or (N, H, W) for single-channel models, float pixels in [0, 1]; the model's H and W, or for a
+    size-free model any multiples of its stride."""
+    shape, stride = tuple(model.manifest.image_shape), size_free_stride(model)
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 3 and shape[0] == 1:
         images = images[:, None]
-    if images.ndim != 4 or images.shape[1:] != shape:
+    if stride is not None:
+        if images.ndim != 4 or images.shape[1] != shape[0] or min(images.shape[2:]) < 1:
+            raise InvalidInputError(f"images must have shape (N, {shape[0]}, H, W); got {images.shape}")
+        if images.shape[2] % stride or images.shape[3] % stride:
+            size = f"{images.shape[3]}x{images.shape[2]}"
+            raise InvalidInputError(f"image sides must be multiples of {stride}; got {size}")
+    elif images.ndim != 4 or images.shape[1:] != shape:
         raise InvalidInputError(f"images must have shape (N, {', '.join(map(str, shape))}); got {images.shape}")
     if len(images) == 0:
         raise InvalidInputError("no images given")
@@ -35,10 +55,13 @@ def check_images(model: LoadedModel, images: np.ndarray) -> np.ndarray:
 
 
 def check_codes(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
-    """(N, h, w) integers in [0, K)."""
+    """(N, h, w) integers in [0, K): the model's grid, or for a size-free model any grid."""
     grid = tuple(model.manifest.latent_shape[1:])
     codes = np.asarray(codes)
-    if codes.ndim != 3 or codes.shape[1:] != grid or len(codes) == 0:
+    if model.manifest.size_free is not None:
+        if codes.ndim != 3 or codes.size == 0:
+            raise InvalidInputError(f"codes must be grids (N, h, w) with N, h, w >= 1; got shape {codes.shape}")
+    elif codes.ndim != 3 or codes.shape[1:] != grid or len(codes) == 0:
         raise InvalidInputError(f"codes must have shape (N, {grid[0]}, {grid[1]}); got {codes.shape}")
     if not np.issubdtype(codes.dtype, np.integer):
         raise InvalidInputError("codes must be integers")
@@ -48,9 +71,11 @@ def check_codes(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
 
 
 def check_latents(model: LoadedModel, latents: np.ndarray) -> np.ndarray:
+    """(N, Z) for a VAE, (N, D, h, w) for a VQ-VAE (any h, w for a size-free one); finite, bounded values."""
     shape = tuple(model.manifest.latent_shape)
     latents = np.asarray(latents, dtype=np.float32)
-    if latents.ndim != 1 + len(shape) or latents.shape[1:] != shape or len(latents) == 0:
+    expected = shape[:1] if model.manifest.size_free is not None else shape  # (D,) then any h, w
+    if latents.ndim != 1 + len(shape) or latents.shape[1 : 1 + len(expected)] != expected or latents.size == 0:
         raise InvalidInputError(f"latents must have shape (N, {', '.join(map(str, shape))}); got {latents.shape}")
     if not np.abs(latents).max() <= LATENT_BOUND:  # false for NaN too
         raise InvalidInputError(f"latent values must be finite and within [-{LATENT_BOUND:g}, {LATENT_BOUND:g}]")
@@ -145,14 +170,22 @@ def lookup(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
     return model.codebook[codes].transpose(0, 3, 1, 2)
 
 
-def code_latents(model: LoadedModel, codes: np.ndarray) -> np.ndarray:
-    """Checked codes (N, h, w) -> the decoder's z_q."""
-    return lookup(model, check_codes(model, codes))
+def code_feeds(model: LoadedModel, codes: np.ndarray, labels: list[int] | None) -> tuple[Feeds, Callable]:
+    """Checked codes, and how a window of them becomes the decoder's z_q: looked up a tile at a time, so a large grid
+    never holds its whole z_q. `labels` only to be refused the same way as everywhere (the VQ decoder takes none)."""
+    if labels is not None:
+        raise InvalidInputError("a VQ-VAE's decoder takes no labels (its prior may: see sample)")
+    return {"codes": check_codes(model, codes)}, lambda window: {"z_q": lookup(model, window)}
 
 
 def decode_codes(model: LoadedModel, codes: np.ndarray, labels: list[int] | None = None) -> np.ndarray:
-    """Code grids -> images; `labels` only to be refused the same way as everywhere (the VQ decoder takes none)."""
-    return decode(model, code_latents(model, codes), labels)
+    """Code grids (N, h, w) -> images (N, C, h * stride, w * stride)."""
+    return model.run("decoder", *code_feeds(model, codes, labels))[0]
+
+
+async def decode_codes_async(model: LoadedModel, codes: np.ndarray, labels: list[int] | None = None) -> np.ndarray:
+    """`decode_codes` for the event loop."""
+    return (await model.run_async("decoder", *code_feeds(model, codes, labels)))[0]
 
 
 def nearest_codes(model: LoadedModel, z: np.ndarray) -> np.ndarray:

@@ -46,6 +46,8 @@ def interpolate(
     """`steps` points from the start to the end latent, decoded. A VQ-VAE snaps each point to its
     nearest codes unless quantize is false; a VAE has nothing to snap to."""
     blend = {"linear": lerp, "slerp": slerp}[method]
+    if start.shape != end.shape:  # a size-free model's endpoints: two images (or grids) of one size
+        raise InvalidInputError(f"the endpoints must have one shape; got {list(start.shape)} and {list(end.shape)}")
     latents = np.stack([blend(start, end, t) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
     if model.manifest.kind == "vae":
         if quantize:

@@ -110,6 +110,6 @@ def completion_grid(
         mask = np.broadcast_to(mask, (n, *mask.shape))
     if mask.shape != (n, *grid) or mask.dtype != bool:
         raise InvalidInputError(f"mask must be booleans of shape ({grid[0]}, {grid[1]}) or (n, {grid[0]}, {grid[1]})")
-    if len(codes) != n:
-        raise InvalidInputError(f"give one code grid, or one per sample ({n}); got {len(codes)}")
+    if codes.shape != mask.shape:  # the prior's grid, also for a size-free model's codes
+        raise InvalidInputError(f"give one code grid of shape {grid}, or one per sample ({n}); got {list(codes.shape)}")
     return check_codes(model, codes), mask

@@ -28,16 +28,20 @@ from service.routes.payloads import (
     as_array,
     base64_image,
     check_count,
+    check_pixels,
     chosen_seed,
     images_response,
+    in_order,
     json_body,
     json_body_schema,
+    json_lists,
     json_response,
     model_and_query,
     model_fields,
     parameters_schema,
     read_images,
     resize_report,
+    shape_groups,
 )
 from service.schemas import (
     DecodeIn,
@@ -104,16 +108,17 @@ async def encode(request: Request) -> Response:
         raise InvalidInputError(f"include={include} does not apply to a {kind} model")
     with model.expecting("encoder"):
         images, resized = await read_images(request, model, settings, query.resize)
-        result = await inference.encode_async(model, images)
-    if kind == "vae":
-        body = {**model_fields(model), "mean": result["mean"].tolist(), "logvar": result["logvar"].tolist(), **resized}
+        results = [(rows, await inference.encode_async(model, batch)) for rows, batch in shape_groups(images)]
+    if kind == "vae":  # one size: one batch
+        mean, logvar = results[0][1]["mean"], results[0][1]["logvar"]
+        body = {**model_fields(model), "mean": mean.tolist(), "logvar": logvar.tolist(), **resized}
         if include == "sample":
             seed = chosen_seed(query.seed)
-            body |= {"z": inference.posterior_sample(result["mean"], result["logvar"], seed).tolist(), "seed": seed}
+            body |= {"z": inference.posterior_sample(mean, logvar, seed).tolist(), "seed": seed}
         return json_response(body)
-    body = {**model_fields(model), "codes": result["codes"].tolist(), **resized}
+    body = {**model_fields(model), "codes": json_lists(in_order(results, "codes")), **resized}
     if include == "z_e":
-        body["z_e"] = result["z_e"].tolist()
+        body["z_e"] = json_lists(in_order(results, "z_e"))
     return json_response(body)
 
 
@@ -126,8 +131,16 @@ async def reconstruct(request: Request) -> Response:
     settings = settings_of(request)
     with model.expecting("encoder"):
         images, resized = await read_images(request, model, settings, query.resize)
-        result = await run_in_threadpool(inference.reconstruct, model, images, query.labels)
-    return images_response(request, model, result.pop("images"), query.image_format, **result, **resized)
+        results = [
+            (rows, await run_in_threadpool(inference.reconstruct, model, batch, query.labels))
+            for rows, batch in shape_groups(images)
+        ]
+    latents = {key: in_order(results, key) for key in results[0][1] if key != "images"}
+    pictures = in_order(results, "images")
+    if query.resize == "native":  # back to each image's own size
+        sizes = [image.source[1:] for image in images]
+        pictures = [picture[:, :height, :width] for picture, (height, width) in zip(pictures, sizes, strict=True)]
+    return images_response(request, model, pictures, query.image_format, **latents, **resized)
 
 
 @router.post("/{model_id}/decode", responses=IMAGE_RESPONSES, openapi_extra=openapi(ImagesQuery, DecodeIn))
@@ -142,10 +155,14 @@ async def decode(request: Request) -> Response:
     with model.expecting("decoder"):
         if body.codes is not None:
             inference.require_kind(model, "vqvae", "decoding codes")
-            latents = inference.code_latents(model, as_array(body.codes, "codes"))
+            codes = as_array(body.codes, "codes")
+            check_pixels(codes.size * inference.pixels_per_code(model), settings)
+            images = await inference.decode_codes_async(model, codes, body.labels)
         else:
             latents = as_array(body.latents, "latents", np.float32)
-        images = await inference.decode_async(model, latents, body.labels)
+            if model.manifest.kind == "vqvae":  # (N, D, h, w): N h w codes
+                check_pixels(latents.size // model.manifest.code_dim * inference.pixels_per_code(model), settings)
+            images = await inference.decode_async(model, latents, body.labels)
     analogy = len(images) > len(given)  # one z drawn as many classes: one row in a PNG grid
     return images_response(request, model, images, query.image_format, columns=len(images) if analogy else None)
 

@@ -13,8 +13,8 @@ from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from contract.errors import InvalidInputError, UnsupportedMediaTypeError
-from contract.images import DecodedImage, Resize, decode_image, png_bytes, tile
+from contract.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from contract.images import DecodedImage, Resize, decode_image, png_bytes, tile, upright_size
 from service.config import Settings
 from service.deps import registry_of
 from service.multipart import form_files
@@ -30,6 +30,15 @@ def check_count(what: str, count: int, limit: int) -> None:
         raise InvalidInputError(f"{count} {what} exceed the limit of {limit} per request")
 
 
+def check_pixels(pixels: int, settings: Settings) -> None:
+    """A request's images (or the images its codes decode to) together: at most MAX_REQUEST_PIXELS."""
+    if pixels > settings.MAX_REQUEST_PIXELS:
+        raise PayloadTooLargeError(
+            f"the images of one request may have at most {settings.MAX_REQUEST_PIXELS} pixels together (a code "
+            f"counts stride^2); these have {pixels}: send fewer or smaller ones per request"
+        )
+
+
 def as_array(data: Any, what: str, dtype: type | None = None) -> np.ndarray | None:
     """Nested JSON lists -> an array; ragged lists are the client's mistake (422), not ours."""
     if data is None:
@@ -38,26 +47,37 @@ def as_array(data: Any, what: str, dtype: type | None = None) -> np.ndarray | No
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, which the inference layer refuses
             return np.asarray(data, dtype=dtype)
     except (ValueError, OverflowError):
-        raise InvalidInputError(f"{what} must be rectangular: every row the same length") from None
+        raise InvalidInputError(
+            f"{what} must be rectangular: every item of one request the same shape, every row the same length"
+        ) from None
 
 
 def image_file(data: bytes, model: LoadedModel, settings: Settings, resize: Resize) -> DecodedImage:
-    return decode_image(data, model.manifest.image_shape, resize, settings.MAX_IMAGE_PIXELS)
+    stride = model.manifest.size_free.stride if model.manifest.size_free else None
+    max_pixels = min(settings.MAX_IMAGE_PIXELS, settings.MAX_REQUEST_PIXELS)
+    return decode_image(data, model.manifest.image_shape, resize, max_pixels, stride)
+
+
+def image_files(files: list[bytes], model: LoadedModel, settings: Settings, resize: Resize) -> list[DecodedImage]:
+    """Every file decoded, once the headers of all of them have been read and their pixels together found within
+    MAX_REQUEST_PIXELS (a single file's own limit is checked as it is decoded)."""
+    check_count("images", len(files), settings.MAX_IMAGES)
+    if len(files) > 1:
+        check_pixels(sum(w * h for w, h in map(upright_size, files)), settings)
+    return [image_file(data, model, settings, resize) for data in files]
 
 
 def base64_image(text: str, model: LoadedModel, settings: Settings, resize: Resize = "none") -> DecodedImage:
-    try:
-        data = base64.b64decode(text.split(",", 1)[-1] if text.startswith("data:") else text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInputError("images must be base64-encoded PNG or JPEG files") from None
-    return image_file(data, model, settings, resize)
+    return image_file(base64_bytes(text), model, settings, resize)
 
 
 def resize_report(resize: Resize, decoded: list[DecodedImage], model: LoadedModel) -> dict[str, Any]:
-    """What was done to the images, for the answer: nothing to say unless they were resized or converted."""
+    """What was done to the images, for the answer: nothing to say unless they were resized, padded or converted."""
     if resize == "none" or not decoded:
         return {}
     sources = [list(image.source) for image in decoded]
+    if resize == "native":  # each at its own size, padded to the next multiple of the stride
+        return {"resize": {"mode": resize, "to": [list(image.pixels.shape) for image in decoded], "from": sources}}
     return {"resize": {"mode": resize, "to": list(model.manifest.image_shape), "from": sources}}
 
 
@@ -120,28 +140,35 @@ def validation_message(error: ValidationError | Any, location: str = "") -> str:
     return "; ".join(parts)
 
 
+def base64_bytes(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.split(",", 1)[-1] if text.startswith("data:") else text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError("images must be base64-encoded PNG or JPEG files") from None
+
+
 async def read_images(
     request: Request, model: LoadedModel, settings: Settings, resize: Resize = "none"
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Multipart files in field `images`, or JSON {"images": [base64]} / {"arrays": [...]} -> (N, C, H, W), and
-    what `resize` did to the files (arrays are pixels already: they must have the model's shape)."""
+) -> tuple[list[DecodedImage] | np.ndarray, dict[str, Any]]:
+    """Multipart files in field `images`, or JSON {"images": [base64]} / {"arrays": [...]}: the decoded files (a
+    size-free model's may differ in size) or the arrays (N, C, H, W) as sent, and what `resize` did to the files."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         files = form_files(await request.body(), content_type, "images")
         if not files:
             raise InvalidInputError("multipart field 'images' holds no files")
-        check_count("images", len(files), settings.MAX_IMAGES)
-        decoded = [image_file(data, model, settings, resize) for data in files]
     elif content_type.startswith("application/json"):
         body: ImagesIn = parse_json(ImagesIn, await request.body())
         if body.arrays is not None:
             check_count("images", len(body.arrays), settings.MAX_IMAGES)
-            return as_array(body.arrays, "arrays", np.float32), {}
-        check_count("images", len(body.images), settings.MAX_IMAGES)
-        decoded = [base64_image(text, model, settings, resize) for text in body.images]
+            arrays = as_array(body.arrays, "arrays", np.float32)
+            check_pixels(len(arrays) * math.prod(arrays.shape[-2:]), settings)
+            return arrays, {}
+        files = [base64_bytes(text) for text in body.images]
     else:
         raise UnsupportedMediaTypeError("send images as multipart/form-data (field 'images') or application/json")
-    return np.stack([image.pixels for image in decoded]), resize_report(resize, decoded, model)
+    decoded = image_files(files, model, settings, resize)
+    return decoded, resize_report(resize, decoded, model)
 
 
 def json_bytes(body: Any) -> bytes:
@@ -170,25 +197,58 @@ def wants_png(request: Request) -> bool:
 def images_response(
     request: Request,
     model: LoadedModel,
-    images: np.ndarray,
+    images: np.ndarray | list[np.ndarray],
     image_format: ImageFormat,
     columns: int | None = None,
     **fields: Any,
 ) -> Response:
-    """One PNG grid when the client accepts image/png; else JSON with base64 PNGs or raw arrays."""
+    """One PNG grid when the client accepts image/png; else JSON with base64 PNGs or raw arrays (images of several
+    sizes, from a size-free model, only as JSON)."""
     if wants_png(request):
-        grid = tile(images, columns or math.ceil(math.sqrt(len(images))))
+        if len({image.shape for image in images}) > 1:
+            raise InvalidInputError("a PNG grid holds images of one size; these differ: ask for JSON instead")
+        grid = tile(np.asarray(images), columns or math.ceil(math.sqrt(len(images))))
         headers = {"X-Model": model.id, "X-Model-Version": str(model.version), "X-Provider": model.provider}
         if "resize" in fields:  # what the JSON answer would say under "resize"
             headers["X-Resize"] = json.dumps(fields["resize"], separators=(",", ":"))
         return Response(png_bytes(grid), media_type="image/png", headers=headers)
     body = model_fields(model)
     if image_format == "array":
-        body["arrays"] = images.tolist()
+        body["arrays"] = json_lists(images)
     else:
         body["images"] = [base64.b64encode(png_bytes(image)).decode() for image in images]
-    body.update({k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in fields.items()})
+    body.update({k: json_lists(v) for k, v in fields.items()})
     return json_response(body)
+
+
+def shape_groups(images: list[DecodedImage] | np.ndarray) -> list[tuple[list[int], np.ndarray]]:
+    """The images as batches of one shape each, with the positions they hold in the request."""
+    if isinstance(images, np.ndarray):
+        return [(list(range(len(images))), images)]
+    positions: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        positions.setdefault(image.pixels.shape, []).append(i)
+    return [(rows, np.stack([images[i].pixels for i in rows])) for rows in positions.values()]
+
+
+def in_order(results: list[tuple[list[int], dict[str, np.ndarray]]], key: str) -> np.ndarray | list[np.ndarray]:
+    """One output of batches run by shape_groups, back in the request's order: the array itself for one batch."""
+    if len(results) == 1:
+        return results[0][1][key]
+    ordered: list = [None] * sum(len(rows) for rows, _ in results)
+    for rows, result in results:
+        for row, value in zip(rows, result[key], strict=True):
+            ordered[row] = value
+    return ordered
+
+
+def json_lists(values: Any) -> Any:
+    """Arrays, or lists of arrays of several shapes, as JSON lists; anything else as it is."""
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    if isinstance(values, list) and values and isinstance(values[0], np.ndarray):
+        return [value.tolist() for value in values]
+    return values
 
 
 def json_body_schema(*models: type[BaseModel], multipart: bool = False) -> dict:

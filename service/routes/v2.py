@@ -108,4 +108,4 @@ async def infer(name: str, request: Request, version: str | None = None) -> Resp
         outputs=[o.name for o in parsed.outputs] if parsed.outputs else None,
         id=parsed.id,
     )
-    return infer_response(parsed, await dataplane.infer(registry, asked, settings_of(request).MAX_IMAGES))
+    return infer_response(parsed, await dataplane.infer(registry, asked, settings_of(request)))

@@ -59,6 +59,7 @@ function choose(id) {
   $("keep").max = vq ? model.manifest.latent_shape[1] : 0;
   $("complete").disabled = !vq;
   $("codes-caption").textContent = vq ? "code grid" : "posterior mean";
+  $("photo-section").hidden = !model.manifest.size_free;
   const [C, H, W] = model.manifest.image_shape;
   $("draw-hint").textContent = digits(model)
     ? "White on black, as in MNIST. It is cropped, centred and shrunk to the model's size in this page, then encoded and decoded by the service."
@@ -209,6 +210,54 @@ async function complete() {
   showUrl("completion", await api("sample", body, { png: true }));
 }
 
+// The PSNR of the reconstruction against the photo as the model saw it (greyscale for a one-channel model), from
+// both images drawn at the photo's size.
+function psnr(photo, reconstruction, channels) {
+  const pixels = (img) => {
+    const canvas = Object.assign(document.createElement("canvas"), { width: photo.naturalWidth, height: photo.naturalHeight });
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    context.drawImage(img, 0, 0);
+    return context.getImageData(0, 0, canvas.width, canvas.height).data;
+  };
+  const [a, b] = [pixels(photo), pixels(reconstruction)];
+  const grey = (p, i) => 0.299 * p[i] + 0.587 * p[i + 1] + 0.114 * p[i + 2];
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < a.length; i += 4) {
+    const values = channels === 1 ? [[grey(a, i), grey(b, i)]] : [0, 1, 2].map((c) => [a[i + c], b[i + c]]);
+    for (const [x, y] of values) {
+      sum += ((x - y) / 255) ** 2;
+      count += 1;
+    }
+  }
+  return -10 * Math.log10(sum / count);
+}
+
+const loaded = (img) => (img.complete && img.naturalWidth ? Promise.resolve() : new Promise((ok, fail) => {
+  img.onload = ok;
+  img.onerror = () => fail(new Error("the image did not load"));
+}));
+
+// The file as it is, to reconstruct?resize=native: the service pads it to the stride and crops the answer back.
+async function reconstructPhoto(file) {
+  if (!file) return;
+  showUrl("photo", URL.createObjectURL(file));
+  const params = new URLSearchParams({ version: state.model.version, resize: "native" });
+  const form = new FormData();
+  form.append("images", file);
+  const url = `v1/models/${encodeURIComponent(state.model.model)}/reconstruct?${params}`;
+  const response = await fetch(url, { method: "POST", body: form });
+  if (!response.ok) throw await failure(response);
+  const answer = await response.json();
+  $("photo-reconstruction").src = `data:image/png;base64,${answer.images[0]}`;
+  await Promise.all([loaded($("photo")), loaded($("photo-reconstruction"))]);
+  const codes = answer.codes[0];
+  const { naturalWidth: width, naturalHeight: height } = $("photo");
+  const decibels = psnr($("photo"), $("photo-reconstruction"), state.model.manifest.image_shape[0]);
+  $("photo-caption").textContent =
+    `reconstruction: ${width}x${height} through a ${codes[0].length}x${codes.length} code grid, PSNR ${decibels.toFixed(1)} dB`;
+}
+
 // ---- wiring
 
 let strokeTimer = null;
@@ -225,6 +274,7 @@ $("clear-b").onclick = () => pads.b.clear();
 $("upload-a").onchange = (e) => run("draw-status", async () => upload(pads.a, e.target.files[0]).then(reconstruct));
 $("upload-b").onchange = (e) => run("interpolate-status", async () => upload(pads.b, e.target.files[0]));
 $("reconstruct").onclick = () => run("draw-status", reconstruct);
+$("upload-photo").onchange = (e) => run("photo-status", () => reconstructPhoto(e.target.files[0]));
 $("sample").onclick = () => run("sample-status", sample);
 $("next-seed").onclick = () => {
   $("seed").value = Number($("seed").value) + 1;

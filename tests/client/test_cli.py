@@ -182,3 +182,63 @@ def test_the_tour_draws_the_readme_pictures_through_the_client(url: str, tmp_pat
     assert sizes["samples.png"] == (2 * (10 * 30 + 2), 2 * (8 * 30 + 2))
     assert sizes["interpolation.png"] == (2 * (10 * 30 + 2), 2 * 6 * 32)
     assert sizes["manifold.png"] == (2 * 20 * 28, 2 * 20 * 28)
+
+
+def photos(folder, sizes: dict[str, tuple[int, int]], seed: int = 0) -> None:
+    """Greyscale noise images of the given (width, height), under `folder`."""
+    rng = np.random.default_rng(seed)
+    for name, (width, height) in sizes.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (height, width), dtype=np.uint8)).save(folder / name)
+
+
+def test_native_encode_keeps_each_photo_at_its_own_size_and_resumes(url: str, tmp_path) -> None:
+    images, out = tmp_path / "images", tmp_path / "codes.npy"
+    photos(images, {"a.png": (28, 28), "b.png": (40, 20), "c/d.png": (30, 30)})  # d pads to 32x32
+    args = ["--url", url, "--model", "tiny-uncond", "--out", str(out), "--quiet", "--native"]
+    main(["encode", str(images), *args, "--batch-size", "2", "--batch-pixels", "1000"])
+    photos(images, {"e.png": (12, 44)}, seed=1)
+    main(["encode", str(images), *args])  # resumed: only e
+    index = CodesFile(out).entries()
+    assert [(e["file"], e["height"], e["width"]) for e in index] == [
+        ("a.png", 7, 7), ("b.png", 5, 10), ("c/d.png", 8, 8), ("e.png", 11, 3),
+    ]  # fmt: skip
+    assert [e["offset"] for e in index] == [0, 49, 99, 163] and np.load(out).shape == (163 + 33,)
+    with Client(url) as client:
+        for entry, grid in CodesFile(out).grids():
+            alone = client.encode("tiny-uncond", images / entry["file"], resize="native").codes[0]
+            assert np.array_equal(grid, alone), entry["file"]
+    with pytest.raises(SystemExit, match="several sizes"):  # a run started native stays native
+        main(["encode", str(images), *args[:-1]])
+    with pytest.raises(SystemExit, match="one size only"):
+        main(["encode", str(images), *args[:3], "tiny-vae", "--out", str(tmp_path / "vae.npy"), "--native"])
+
+    decoded = tmp_path / "decoded"
+    main(["decode", str(out), "--url", url, "--out", str(decoded), "--quiet"])
+    sizes = {p.relative_to(decoded).as_posix(): Image.open(p).size for p in decoded.rglob("*.png")}
+    assert sizes == {"a.png": (28, 28), "b.png": (40, 20), "c/d.png": (32, 32), "e.png": (12, 44)}
+
+
+def test_a_flat_codes_file_is_cut_back_to_whole_grids(tmp_path) -> None:
+    store = CodesFile(tmp_path / "codes.npy")
+    entries = [{"file": "a", "offset": 0, "height": 2, "width": 3}, {"file": "b", "offset": 6, "height": 1, "width": 4}]
+    store.append(np.arange(10), entries)
+    with open(store.npy, "r+b") as f:  # the crash cut the second grid short
+        f.truncate(f.seek(0, 2) - 8)
+    assert [e["file"] for e in store.repair()] == ["a"]
+    assert [grid.tolist() for _, grid in store.grids()] == [[[0, 1, 2], [3, 4, 5]]]
+    with pytest.raises(ValueError, match="index entries for 6"):
+        store.append(np.arange(5), entries[:1])
+
+
+def test_the_client_answers_photos_of_several_sizes_grid_by_grid(client: Client) -> None:
+    rng = np.random.default_rng(0)
+    shots = [Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)) for h, w in [(28, 28), (20, 30)]]
+    encoded = client.encode("tiny-uncond", shots, resize="native")
+    assert [grid.shape for grid in encoded.codes] == [(7, 7), (5, 8)]  # 30 pads to 32
+    assert encoded.resize["from"] == [[1, 28, 28], [1, 20, 30]] and encoded.resize["to"][1] == [1, 20, 32]
+    rebuilt = client.reconstruct("tiny-uncond", shots, resize="native", exact=True)
+    assert [image.size for image in rebuilt.images] == [(28, 28), (30, 20)]  # cropped back to each photo's size
+    assert [pixels.shape for pixels in rebuilt.pixels] == [(1, 28, 28), (1, 20, 30)]
+    decoded = client.decode("tiny-uncond", codes=encoded.codes[1])
+    assert decoded.images[0].size == (32, 20)

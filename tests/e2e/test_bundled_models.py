@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from bench.sampling_torch import BUNDLED_PRIOR
+from contract.images import encode_png
 from service.config import Settings
 from service.main import create_app
 from training.checkpoint import load_model
@@ -34,7 +35,7 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-NEWEST = {VQVAE: 6, VAE: 2, VAE_2D: 1, CVAE: 1, BETA_VAE: 2, FREY_VQVAE: 1, FREY_VAE: 1, CIFAR_VQVAE: 2}
+NEWEST = {VQVAE: 7, VAE: 2, VAE_2D: 1, CVAE: 1, BETA_VAE: 2, FREY_VQVAE: 2, FREY_VAE: 1, CIFAR_VQVAE: 3}
 
 
 def manifest(model: str, version: int | None = None) -> dict:
@@ -44,7 +45,7 @@ def manifest(model: str, version: int | None = None) -> dict:
 def test_every_bundled_package_loads(client: TestClient) -> None:
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    older = {f"{VAE}/1", f"{BETA_VAE}/1", f"{VQVAE}/5"}
+    older = {f"{VAE}/1", f"{BETA_VAE}/1", f"{VQVAE}/5", f"{VQVAE}/6", f"{FREY_VQVAE}/1", f"{CIFAR_VQVAE}/2"}
     assert set(ready.json()["models"]) == {f"{m}/{v}" for m, v in NEWEST.items()} | older
     assert client.get(f"/v1/models/{VAE}").json()["versions"] == [1, 2]
 
@@ -222,3 +223,37 @@ def test_the_cifar_vqvae_reconstructs_test_photos_and_samples_a_chosen_class(cli
         assert refused.status_code == 422, body
     unconditional = client.post(f"/v1/models/{FREY_VQVAE}/sample", json={"n": 1, "guidance": 1.0})
     assert unconditional.status_code == 422 and "guidance needs labels" in unconditional.json()["error"]["message"]
+
+
+def photo(width: int, height: int) -> np.ndarray:
+    """A smooth colour picture of width x height, uint8 (H, W, 3): the CIFAR test images, enlarged side by side."""
+    tiles = [
+        Image.open(path).convert("RGB").resize((width // 4, height // 2), Image.BICUBIC) for path in CIFAR_TEST_IMAGES
+    ]
+    canvas = Image.new("RGB", (width, height))
+    for i, tile in enumerate(tiles[:8]):
+        canvas.paste(tile, ((i % 4) * (width // 4), (i // 4) * (height // 2)))
+    return np.asarray(canvas)
+
+
+def test_the_size_free_vqvaes_take_photos_at_their_own_size_as_one_whole_pass_would(client: TestClient) -> None:
+    for model, old in [(CIFAR_VQVAE, 2), (FREY_VQVAE, 1), (VQVAE, 6)]:  # same weights, now with free sides
+        sizes = manifest(model)["size_free"]
+        assert sizes["stride"] == 4 and sizes["trained_size"] == manifest(model, old)["image_shape"][1:]
+        assert "size_free" not in manifest(model, old)
+    picture = photo(1040, 360)  # wider than a 512-pixel tile: the service runs it in tiles
+    sent = encode_png(picture)
+    answer = client.post(f"/v1/models/{CIFAR_VQVAE}/reconstruct?format=array", files=[("images", sent)]).json()
+    codes, rebuilt = np.asarray(answer["codes"]), np.asarray(answer["arrays"], np.float32)
+    assert codes.shape == (1, 90, 260) and rebuilt.shape == (1, 3, 360, 1040)
+    whole = ort.InferenceSession(str(BUNDLED / CIFAR_VQVAE / "3" / "encoder.onnx"))
+    pixels = picture.transpose(2, 0, 1)[None].astype(np.float32) / 255
+    z_e, whole_codes = whole.run(None, {"image": pixels})
+    assert np.array_equal(codes, whole_codes)
+    codebook = np.load(BUNDLED / CIFAR_VQVAE / "3" / "codebook.npy")
+    decoder = ort.InferenceSession(str(BUNDLED / CIFAR_VQVAE / "3" / "decoder.onnx"))
+    z_q = codebook[whole_codes].transpose(0, 3, 1, 2)
+    assert np.abs(rebuilt - decoder.run(None, {"z_q": z_q})[0]).max() <= 1e-5
+    assert 10 * np.log10(1 / np.mean((rebuilt - pixels) ** 2)) >= 24
+    refused = client.post(f"/v1/models/{CIFAR_VQVAE}/encode?version=2", files=[("images", encode_png(picture))])
+    assert refused.status_code == 422 and "32x32" in refused.json()["error"]["message"]  # the older version: one size

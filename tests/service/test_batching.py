@@ -233,7 +233,7 @@ def test_a_request_whose_inputs_disagree_on_the_batch_size_is_refused_before_it_
         batcher.submit({"x": np.ones((2, 3)), "y": np.ones((4, 3, 3))})  # y's batch axis is 1: 3 rows, not 2
     with pytest.raises(InvalidInputError, match="do not match"):
         batcher.submit({"x": np.ones((2, 3))})
-    assert batcher.queued_rows == 0
+    assert batcher.queued_units == 0
     batcher.close()
 
 

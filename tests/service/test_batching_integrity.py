@@ -4,7 +4,8 @@ included). Every valid request must get exactly the answer it gets alone; every 
 
 The invalid kinds are those a batcher could be fooled by: inputs that disagree on the batch size (alone each is
 refused, but two of them concatenated can add up to a consistent total), a wrong shape off the batch axis, a
-wrong datatype and values out of range.
+wrong datatype and values out of range. The size-free graphs take images and grids of several shapes at once, which
+must never share a run.
 """
 
 import threading
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.package import LoadedModel
+from service.package import SIZE_FREE_GRAPHS, LoadedModel, dummy_input
 from tests.conftest import TinyPipeline
 from tests.service.conftest import make_client
 
@@ -35,8 +36,16 @@ GRAPHS = [
 INVALID = ["rows_disagree", "wrong_shape", "wrong_datatype", "out_of_range"]
 
 
-def random_input(spec, rows: int, model: LoadedModel, rng: np.random.Generator) -> np.ndarray:
+def input_shape(spec, rows: int, model: LoadedModel, graph: str, scale: tuple[int, int]) -> list[int]:
+    """rows on the batch axis (-1); a size-free graph's height and width its training size's times `scale`."""
     shape = [rows if d == -1 else d for d in spec.shape]
+    if model.manifest.size_free and graph in SIZE_FREE_GRAPHS:
+        trained = dummy_input(model.manifest, graph, spec).shape[-2:]
+        shape[-2:] = [side * times for side, times in zip(trained, scale, strict=True)]
+    return shape
+
+
+def random_input(spec, shape: list[int], model: LoadedModel, rng: np.random.Generator) -> np.ndarray:
     if spec.dtype == "float32":
         return rng.random(shape, dtype=np.float32)
     bound = {"labels": max(1, model.manifest.decoder_labels or getattr(model.manifest.prior, "num_classes", 0))}.get(
@@ -52,22 +61,27 @@ def tensor(name: str, array: np.ndarray, datatype: str | None = None) -> dict:
 
 
 def make_request(model: LoadedModel, graph: str, rows: int, kind: str, seed: int) -> tuple[list[dict], dict]:
-    """The JSON inputs of one request and the feeds they stand for (for the answer alone)."""
+    """The JSON inputs of one request and the feeds they stand for (for the answer alone). Size-free graphs get
+    images and grids of several shapes, so that rows of different shapes queue together."""
     rng = np.random.default_rng(seed)
+    scale = tuple(int(times) for times in rng.integers(1, 3, 2))
     specs = model.manifest.graphs[graph].inputs
-    feeds = {spec.name: random_input(spec, rows, model, rng) for spec in specs}
+    shapes = {spec.name: input_shape(spec, rows, model, graph, scale) for spec in specs}
+    feeds = {spec.name: random_input(spec, shapes[spec.name], model, rng) for spec in specs}
     inputs = {name: tensor(name, array) for name, array in feeds.items()}
     first = specs[0]
     if kind == "rows_disagree":
         if len(specs) > 1:  # one input a row longer than the others
             last = specs[-1]
-            inputs[last.name] = tensor(last.name, random_input(last, rows + 1, model, rng))
+            longer = input_shape(last, rows + 1, model, graph, scale)
+            inputs[last.name] = tensor(last.name, random_input(last, longer, model, rng))
         else:  # a single input cannot disagree with itself: give it a wrong shape instead
             kind = "wrong_shape"
-    if kind == "wrong_shape":
+    if kind == "wrong_shape":  # fixed axes a step longer; a size-free input loses an axis
         shape = [rows if d == -1 else d + 1 for d in first.shape]
-        array = random_input(first.model_copy(update={"shape": shape}), rows, model, rng)
-        inputs[first.name] = tensor(first.name, array)
+        if model.manifest.size_free and graph in SIZE_FREE_GRAPHS:
+            shape = shapes[first.name][:-1]
+        inputs[first.name] = tensor(first.name, random_input(first, shape, model, rng))
     elif kind == "wrong_datatype":
         inputs[first.name]["datatype"] = "INT64" if first.dtype == "float32" else "FP32"
     elif kind == "out_of_range":

@@ -1,14 +1,16 @@
 """The demo page at `/`: served by the app with everything it needs (nothing from a CDN), and driven in
 headless Chromium against a real `python -m service`: draw a digit, see its codes and reconstruction,
-samples, an interpolation and a completion."""
+samples, an interpolation and a completion, and a photo reconstructed at its own size."""
 
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from service.main import STATIC
 from tests.conftest import TinyPipeline
@@ -142,6 +144,14 @@ def test_draw_reconstruct_sample_interpolate_and_complete_in_chromium(
         browser.find_element(By.ID, "complete").click()
         wait.until(lambda b: shown(b, "completion") > 0)
         assert browser.execute_script("return document.querySelectorAll('#masked td.masked').length") == 3 * 7
+        photo = tmp_path / "photo.png"  # a size-free model: a photo at its own size, padded and cropped back
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (22, 30, 3), dtype=np.uint8)).save(photo)
+        browser.execute_script("document.getElementById('upload-photo').style.display = 'block'")
+        browser.find_element(By.ID, "upload-photo").send_keys(str(photo))
+        wait.until(lambda b: b.find_element(By.ID, "photo-status").text.startswith(("done", "4", "5")))
+        caption = browser.find_element(By.ID, "photo-caption").text
+        assert re.fullmatch(r"reconstruction: 30x22 through a 8x6 code grid, PSNR \d+\.\d dB", caption), caption
+        assert shown(browser, "photo-reconstruction") == 30
         screenshot = tmp_path / "demo-page.png"  # pytest keeps the last few tmp_path folders: look at it there
         browser.save_screenshot(str(screenshot))
         print(f"screenshot of the demo page: {screenshot}")

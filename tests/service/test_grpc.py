@@ -59,7 +59,7 @@ def test_infer_with_fp32_and_int64_tensors_matches_http(client: triton.Inference
     [
         ("nothing.encoder", [("image", np.zeros((1, 1, 28, 28), np.float32))], "NOT_FOUND", "no model"),
         ("tiny-uncond.encoder", [("image", np.zeros((1, 1, 28, 28), np.int64))], "INVALID_ARGUMENT", "takes FP32"),
-        ("tiny-uncond.encoder", [("image", np.zeros((1, 1, 27, 28), np.float32))], "INVALID_ARGUMENT", "shape"),
+        ("tiny-uncond.encoder", [("image", np.zeros((1, 1, 27, 28), np.float32))], "INVALID_ARGUMENT", "multiple"),
         ("tiny-uncond.encoder", [("picture", np.zeros((1, 1, 28, 28), np.float32))], "INVALID_ARGUMENT", "unknown"),
         ("tiny-uncond.prior", [("codes", np.full((1, 7, 7), 99, np.int64))], "INVALID_ARGUMENT", "[0, 16)"),
         (
@@ -92,3 +92,15 @@ def test_the_repository_index_over_grpc(client: triton.InferenceServerClient) ->
     assert {(m["name"], m["state"]) for m in index} >= {("tiny-uncond", "READY"), ("tiny-vae", "READY")}
     with pytest.raises(InferenceServerException, match="MODEL_CONTROL=explicit"):
         client.unload_model("tiny-vae")  # not in the default control mode
+
+
+def test_a_size_free_encoder_shows_free_sides_and_takes_any_multiple_of_its_stride(
+    client: triton.InferenceServerClient, grpc_url
+) -> None:
+    metadata = client.get_model_metadata("tiny-uncond.encoder", as_json=True)
+    assert metadata["inputs"][0]["shape"] == ["-1", "1", "-1", "-1"]
+    images = np.random.default_rng(1).random((2, 1, 44, 100), dtype=np.float32)
+    codes = client.infer("tiny-uncond.encoder", [infer_input("image", images)]).as_numpy("codes")
+    assert codes.shape == (2, 11, 25)
+    decoded = client.infer("tiny-uncond.decoder", [infer_input("z_q", np.zeros((1, 4, 3, 9), np.float32))])
+    assert decoded.as_numpy("image").shape == (1, 1, 12, 36)

@@ -101,8 +101,9 @@ def test_batches_wait_on_a_gpu_only_unless_told(setting: float | None, provider:
     "change, reason",
     [
         ({"image_shape": [4, 28, 28]}, "1 or 3 channels"),  # no PNG codec for 4 channels
-        ({"image_shape": [1, 28, 20]}, "encoder.image has shape [-1, 1, 28, 28]"),  # graphs of another shape
-        ({"latent_shape": [4, 7, 5]}, "encoder.codes has shape [-1, 7, 7]"),
+        ({"image_shape": [3, 28, 28]}, "encoder.image has shape [-1, 1, -1, -1]"),  # graphs of another shape
+        ({"latent_shape": [4, 7, 5]}, "prior.logits has shape [-1, 16, 7, 7]"),  # the prior is not size-free
+        ({"image_shape": [1, 28, 20]}, "size_free.trained_size must be the image shape's"),
     ],
 )
 def test_a_package_the_service_cannot_serve_is_unavailable_with_the_reason(

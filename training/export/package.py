@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -70,40 +71,55 @@ def batch_axis(name: str) -> int:
     return 1 if name in LAYER_MAJOR else 0
 
 
-def tensor_spec(name: str, example: torch.Tensor) -> TensorSpec:
+class GraphExample(NamedTuple):
+    """A graph to export: its module, example inputs, the names of its outputs, and, for a size-free graph, more
+    examples at other heights and widths (every input and output then has free last two axes)."""
+
+    module: nn.Module
+    inputs: dict[str, torch.Tensor]
+    outputs: list[str]
+    other_sizes: tuple[dict[str, torch.Tensor], ...] = ()
+
+
+def free_axes(name: str, rank: int, size_free: bool) -> dict[int, str]:
+    """The axes of a tensor that any size may take: the batch, and a size-free graph's last two (height, width)."""
+    spatial = {rank - 2: f"{name}_height", rank - 1: f"{name}_width"} if size_free else {}
+    return {batch_axis(name): "batch"} | spatial
+
+
+def tensor_spec(name: str, example: torch.Tensor, size_free: bool) -> TensorSpec:
     dtype = {torch.float32: "float32", torch.int64: "int64"}[example.dtype]
     shape = list(example.shape)
-    shape[batch_axis(name)] = -1
+    for axis in free_axes(name, example.dim(), size_free):
+        shape[axis] = -1
     return TensorSpec(name=name, dtype=dtype, shape=shape)
 
 
-def export_graph(
-    module: nn.Module, inputs: dict[str, torch.Tensor], output_names: list[str], path: Path, options: ExportOptions
-) -> GraphSpec:
-    """Exports with a dynamic batch axis on every input and output."""
-    module.eval()
-    names = list(inputs) + output_names
+def export_graph(graph: GraphExample, path: Path, options: ExportOptions) -> GraphSpec:
+    """Exports with a dynamic batch axis on every input and output (and free heights and widths if size-free)."""
+    module, size_free = graph.module.eval(), bool(graph.other_sizes)
+    with torch.no_grad():
+        outputs = module(*graph.inputs.values())
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    examples = graph.inputs | dict(zip(graph.outputs, outputs, strict=True))
     with warnings.catch_warnings():
         # The legacy exporter is chosen on purpose (it folds the PixelCNN masks); skip its deprecation notice.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message="Constant folding")  # strided slices stay in the graph; harmless
         torch.onnx.export(
             module,
-            tuple(inputs.values()),
+            tuple(graph.inputs.values()),
             str(path),
-            input_names=list(inputs),
-            output_names=output_names,
-            dynamic_axes={name: {batch_axis(name): "batch"} for name in names},
+            input_names=list(graph.inputs),
+            output_names=graph.outputs,
+            dynamic_axes={name: free_axes(name, t.dim(), size_free) for name, t in examples.items()},
             opset_version=options.opset,
             dynamo=options.dynamo,
         )
-    with torch.no_grad():
-        outputs = module(*inputs.values())
-    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     return GraphSpec(
         file=path.name,
-        inputs=[tensor_spec(n, t) for n, t in inputs.items()],
-        outputs=[tensor_spec(n, t) for n, t in zip(output_names, outputs, strict=True)],
+        inputs=[tensor_spec(n, examples[n], size_free) for n in graph.inputs],
+        outputs=[tensor_spec(n, examples[n], size_free) for n in graph.outputs],
     )
 
 
@@ -149,7 +165,7 @@ def next_version(model_folder: Path) -> int:
     return max(versions, default=0) + 1
 
 
-Graphs = dict[str, tuple[nn.Module, dict[str, torch.Tensor], list[str]]]  # name -> (module, example inputs, outputs)
+Graphs = dict[str, GraphExample]
 
 
 def provenance(states: dict[str, dict], options: ExportOptions) -> Provenance:
@@ -209,15 +225,14 @@ def assemble(
     version: int,
     manifest: dict,
 ) -> None:
-    specs = {
-        name: export_graph(module, inputs, outputs, staging / f"{name}.onnx", options)
-        for name, (module, inputs, outputs) in graphs.items()
-    }
+    specs = {name: export_graph(graph, staging / f"{name}.onnx", options) for name, graph in graphs.items()}
     share_tensors(staging, [spec.file for spec in specs.values()])
-    parity = {}  # checked on the graphs as written, shared tensors and all
-    for name, (module, inputs, outputs) in graphs.items():
-        differences = max_differences(module, staging / specs[name].file, inputs, outputs)
-        parity.update({f"{name}.{k}": v for k, v in differences.items()})
+    parity = {}  # checked on the graphs as written, shared tensors and all; a size-free graph at every size given
+    for name, graph in graphs.items():
+        for inputs in (graph.inputs, *graph.other_sizes):
+            differences = max_differences(graph.module, staging / specs[name].file, inputs, graph.outputs)
+            at = "" if inputs is graph.inputs else "@{}x{}".format(*next(iter(inputs.values())).shape[-2:])
+            parity.update({f"{name}.{k}{at}": v for k, v in differences.items()})
     for name, data in extra_files.items():
         (staging / name).write_bytes(data)
     written = Manifest(

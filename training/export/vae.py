@@ -11,7 +11,14 @@ from torch import nn
 
 from contract.images import png_bytes, tile
 from training.checkpoint import load_checkpoint, load_model
-from training.export.package import ExportOptions, provenance, read_evaluation, validation_images, write_package
+from training.export.package import (
+    ExportOptions,
+    GraphExample,
+    provenance,
+    read_evaluation,
+    validation_images,
+    write_package,
+)
 from training.models.vae import VAE
 
 
@@ -68,8 +75,8 @@ def export_vae(options: ExportOptions) -> Path:
         z = vae.encode(images).mean
     decoder_inputs = {"z": z} | ({"labels": labels.clamp(0, config.num_classes - 1)} if config.num_classes else {})
     graphs = {
-        "encoder": (VAEEncoderGraph(vae), {"image": images}, ["mean", "logvar"]),
-        "decoder": (VAEDecoderGraph(vae), decoder_inputs, ["image"]),
+        "encoder": GraphExample(VAEEncoderGraph(vae), {"image": images}, ["mean", "logvar"]),
+        "decoder": GraphExample(VAEDecoderGraph(vae), decoder_inputs, ["image"]),
     }
     return write_package(
         options,

@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from contract.images import png_bytes, tile
-from contract.manifest import PriorSpec
+from contract.manifest import PriorSpec, SizeFree
 from training.checkpoint import load_checkpoint, load_model
 from training.data import image_shape
 from training.export.package import (
     ExportOptions,
+    GraphExample,
     npy_bytes,
     provenance,
     read_evaluation,
@@ -22,7 +23,17 @@ from training.export.package import (
 )
 from training.models.pixelcnn import PixelCNN
 from training.models.pixelcnn_steps import PixelCNNPositionStep, PixelCNNRowStep, example_inputs
+from training.models.receptive_field import (
+    decoder_reach,
+    decoder_receptive_field,
+    encoder_reach,
+    encoder_receptive_field,
+)
 from training.models.vq_vae import VQVAE
+
+# The parity check's other sizes for a size-free encoder and decoder, as mosaics of validation images (rows, columns
+# of images): one larger and square, one non-square.
+MOSAICS = ((2, 2), (1, 3))
 
 
 class EncoderGraph(nn.Module):
@@ -52,6 +63,37 @@ class PriorGraph(nn.Module):
         return self.prior.logits(codes, labels)
 
 
+def mosaic(images: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
+    """rows x columns images side by side, as one image (1, C, rows * H, columns * W)."""
+    chosen = images[torch.arange(rows * columns) % len(images)]
+    grid = chosen.unflatten(0, (rows, columns))  # (rows, columns, C, H, W)
+    return grid.permute(2, 0, 3, 1, 4).flatten(3, 4).flatten(1, 2)[None]
+
+
+def size_free_examples(vqvae: VQVAE, images: torch.Tensor) -> tuple[tuple[dict, ...], tuple[dict, ...]]:
+    """The encoder's and the decoder's parity inputs at the other sizes (MOSAICS)."""
+    encoder, decoder = [], []
+    for rows, columns in MOSAICS:
+        picture = mosaic(images, rows, columns)
+        with torch.no_grad():
+            z_q = vqvae.quantizer.lookup(vqvae.encode(picture).codes)
+        encoder.append({"image": picture})
+        decoder.append({"z_q": z_q})
+    return tuple(encoder), tuple(decoder)
+
+
+def size_free(vqvae: VQVAE) -> SizeFree:
+    """The stride and receptive fields, derived from the layers (receptive_field.py)."""
+    config = vqvae.config
+    reach = encoder_reach(vqvae.encoder)
+    return SizeFree(
+        stride=reach.stride,
+        encoder_receptive_field=encoder_receptive_field(reach),
+        decoder_receptive_field=decoder_receptive_field(decoder_reach(vqvae.decoder)),
+        trained_size=(config.image_height, config.image_width),
+    )
+
+
 def samples_picture(vqvae: VQVAE, prior: PixelCNN, images: torch.Tensor, seed: int) -> bytes:
     """Two rows of originals over their reconstructions, then four rows of prior samples."""
     labels = torch.arange(32) % prior.config.num_classes if prior.config.num_classes else None
@@ -77,13 +119,14 @@ def export_vqvae(options: ExportOptions) -> Path:
     if prior.config.num_classes:
         prior_inputs["labels"] = torch.arange(len(codes)) % prior.config.num_classes
     row_inputs, position_inputs = example_inputs(prior)
+    encoder_sizes, decoder_sizes = size_free_examples(vqvae, images)
     graphs = {
-        "encoder": (EncoderGraph(vqvae), {"image": images}, ["z_e", "codes"]),
-        "decoder": (DecoderGraph(vqvae), {"z_q": z_q}, ["image"]),
-        "prior": (PriorGraph(prior), prior_inputs, ["logits"]),
+        "encoder": GraphExample(EncoderGraph(vqvae), {"image": images}, ["z_e", "codes"], encoder_sizes),
+        "decoder": GraphExample(DecoderGraph(vqvae), {"z_q": z_q}, ["image"], decoder_sizes),
+        "prior": GraphExample(PriorGraph(prior), prior_inputs, ["logits"]),
         # Fast PixelCNN sampling: the same weights, one row / one position at a time with caches.
-        "prior_row": (PixelCNNRowStep(prior), row_inputs, ["v_row", "out_v_row"]),
-        "prior_position": (PixelCNNPositionStep(prior), position_inputs, ["logits", "h_here"]),
+        "prior_row": GraphExample(PixelCNNRowStep(prior), row_inputs, ["v_row", "out_v_row"]),
+        "prior_position": GraphExample(PixelCNNPositionStep(prior), position_inputs, ["logits", "h_here"]),
     }
     files = {
         "codebook.npy": npy_bytes(vqvae.quantizer.codebook.numpy().astype(np.float32)),
@@ -101,6 +144,7 @@ def export_vqvae(options: ExportOptions) -> Path:
         latent_shape=[config.code_dim, *config.grid],
         num_codes=config.num_codes,
         code_dim=config.code_dim,
+        size_free=size_free(vqvae),
         prior=PriorSpec(
             conditional=prior.config.num_classes > 0,
             num_classes=prior.config.num_classes,
