@@ -2,6 +2,7 @@
 #   docker build -t latentgen:gpu .                                   serving on onnxruntime-gpu (the default)
 #   docker build --build-arg VARIANT=cpu -t latentgen:cpu .           serving on plain onnxruntime, no GPU needed
 #   docker build --target train -t latentgen:train .                  training CLI with torch (CUDA)
+#   docker build --target bulk -t latentgen:bulk .                    latentgen-bulk on Ray Data (the RayJob's image)
 # The serving images carry no torch. BuildKit builds only the stages that the chosen target needs.
 
 # VARIANT picks the serving runtime: gpu or cpu.
@@ -22,7 +23,8 @@ COPY pyproject.toml ./
 RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 base, extras = p["dependencies"], p["optional-dependencies"]; \
 gpu = [d for d in extras["service"] if not d.startswith("onnxruntime")] + ["onnxruntime-gpu[cuda,cudnn]>=1.31"]; \
-files = {"service": base + extras["service"], "service-gpu": base + gpu, "training": base + extras["training"]}; \
+files = {"service": base + extras["service"], "service-gpu": base + gpu, "training": base + extras["training"], \
+"bulk": base + extras["bulk"]}; \
 [open(f"{name}.txt", "w").write("\n".join(deps) + "\n") for name, deps in files.items()]'
 
 
@@ -73,6 +75,26 @@ RUN mkdir runs && chown app:app runs
 USER 10001
 # `--entrypoint torchrun` runs the same CLI data-parallel: torchrun --standalone --nproc_per_node N -m training ...
 ENTRYPOINT ["python", "-m", "training"]
+
+
+# ---- bulk: `latentgen-bulk` (Ray Data, onnxruntime on the CPU; no torch, no FastAPI), the image of every node of
+# the RayJob in deploy/k8s/bulk/: the head runs the command, the workers run the encoder actors. KubeRay starts Ray in
+# it with `ray start`, which ray[data] installs.
+FROM ${PYTHON_IMAGE} AS bulk
+RUN python -m venv /opt/venv \
+    && useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+COPY --from=requirements /src/bulk.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir -r /tmp/requirements.txt
+WORKDIR /app
+COPY contract/ contract/
+COPY latentgen_bulk/ latentgen_bulk/
+COPY exported_models/ exported_models/
+USER 10001
+ENTRYPOINT ["python", "-m", "latentgen_bulk"]
+CMD ["--help"]
 
 
 # ---- serve: the service on the runtime that VARIANT picks. Last, so that it is the default target.

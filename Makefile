@@ -15,7 +15,7 @@ $(BIN)/.serve-installed: pyproject.toml
 	touch $@
 
 $(BIN)/.all-installed: pyproject.toml $(BIN)/.serve-installed
-	$(BIN)/python -m pip install --quiet -e '.[service,training,client,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[service,training,client,bulk,dev]'
 	touch $@
 
 serve: $(BIN)/.serve-installed

@@ -97,7 +97,11 @@ def test_requirement_files_put_no_torch_in_the_serving_images(tmp_path: Path) ->
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     subprocess.run(["bash", "-c", run], cwd=tmp_path, env=env, check=True)
-    read = {name: (tmp_path / f"{name}.txt").read_text().split() for name in ("service", "service-gpu", "training")}
+    names = ("service", "service-gpu", "training", "bulk")
+    read = {name: (tmp_path / f"{name}.txt").read_text().split() for name in names}
+    assert not any(r.startswith(("torch", "fastapi")) for r in read["bulk"]) and any(
+        "ray[data]" in r for r in read["bulk"]
+    )
     assert not any(r.startswith("torch") for r in read["service"] + read["service-gpu"])
     assert [r for r in read["service-gpu"] if r.startswith("onnxruntime")] == ["onnxruntime-gpu[cuda,cudnn]>=1.31"]
     assert any(r.startswith("onnxruntime>=") for r in read["service"])

@@ -1,6 +1,7 @@
 """The Kubernetes manifests: validated against Kubernetes' own schemas (kubernetes-validate ships them, so no
 network), then checked for what this service needs: probes, a GPU, requests and limits, Service and HPA targets."""
 
+import tomllib
 from pathlib import Path
 
 import kubernetes_validate
@@ -86,3 +87,29 @@ def test_the_multi_node_training_job_is_valid_and_rendezvous_at_its_first_pod() 
     )
     assert train["args"][train["args"].index("-m") + 1] == "training"
     assert train["resources"]["limits"]["nvidia.com/gpu"] == args["nproc_per_node"]
+
+
+# RayJob's fields (KubeRay's ray.io/v1 API): its CRD is not in kubernetes-validate, so the pod templates inside it
+# are validated as Pods, and every other field is checked against the API's own names.
+RAYJOB_FIELDS = {"entrypoint", "shutdownAfterJobFinishes", "ttlSecondsAfterFinished", "activeDeadlineSeconds",
+                 "rayClusterSpec", "runtimeEnvYAML", "submissionMode", "backoffLimit", "suspend"}  # fmt: skip
+CLUSTER_FIELDS = {"rayVersion", "headGroupSpec", "workerGroupSpecs", "enableInTreeAutoscaling", "autoscalerOptions"}
+GROUP_FIELDS = {"groupName", "replicas", "minReplicas", "maxReplicas", "rayStartParams", "template", "serviceType"}
+
+
+def test_the_bulk_rayjob_runs_latentgen_bulk_in_the_bulk_image_over_a_shared_volume() -> None:
+    job = yaml.safe_load((K8S / "bulk" / "encode-rayjob.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob") and set(job["spec"]) <= RAYJOB_FIELDS
+    cluster = job["spec"]["rayClusterSpec"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    assert set(cluster) <= CLUSTER_FIELDS and all(set(group) <= GROUP_FIELDS for group in groups)
+    for group in groups:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": group["template"]["spec"]}
+        kubernetes_validate.validate(pod, VERSION, strict=True)
+        [container] = group["template"]["spec"]["containers"]
+        assert container["image"] == "latentgen:bulk" and container["volumeMounts"][0]["mountPath"] == "/mnt/data"
+    assert job["spec"]["entrypoint"].split()[:4] == ["python", "-m", "latentgen_bulk", "encode"]
+    pinned = next(d for d in tomllib.loads((K8S.parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["bulk"] if d.startswith("ray"))  # fmt: skip
+    assert f">={cluster['rayVersion'].rsplit('.', 1)[0]}" in pinned  # the image's Ray is the cluster's
+    assert "bulk" in stages()

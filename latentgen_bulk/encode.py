@@ -1,0 +1,162 @@
+"""The encode pipeline on Ray Data: the plan's pending items -> encoder actors (each loads the package once, reads its
+items' bytes, decodes and encodes them) -> the driver, which writes each shard once all of its rows are back.
+
+Without an address (and without RAY_ADDRESS) Ray starts on this machine; with one, the job joins that cluster, and
+SOURCE and --out must be paths every node sees (a shared mount, or an object store for SOURCE).
+"""
+
+import hashlib
+import math
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from contract.errors import InvalidInputError
+from contract.images import decode_image
+from contract.manifest import MANIFEST_FILE, read_manifest, sha256_file
+from latentgen_bulk import shards
+from latentgen_bulk.package import Package, open_package, package_folder
+from latentgen_bulk.sources import Item, Reader, digest, list_items
+
+MAX_IMAGE_PIXELS = 4096 * 4096  # as the service's default: larger images are refused from their header
+RUN_PIXELS = 1 << 24  # pixels per encoder run: a batch of large photos runs in parts, so memory stays bounded
+ITEM_FIELDS = ("key", "label", "kind", "path", "part")
+
+
+def result_schema(kind: str) -> pa.Schema:
+    """What a worker gives back per item: an encoded row, or the item's key and why it was refused."""
+    values = ("codes", pa.list_(pa.int64())) if kind == "vqvae" else ("latent", pa.list_(pa.float32()))
+    return pa.schema(
+        [("index", pa.int64()), ("key", pa.string()), ("error", pa.string()), ("source_sha256", pa.string()),
+         ("label", pa.int64()), ("height", pa.int64()), ("width", pa.int64()), values]
+    )  # fmt: skip
+
+
+@dataclass
+class Options:
+    source: str
+    out: Path
+    model: str
+    version: int | None = None
+    models_dir: Path = Path("exported_models")
+    address: str | None = None
+    workers: int = 1
+    batch_size: int = 64
+    resize: str | None = None  # default: native for a size-free model, else none
+    gpus_per_worker: float = 0
+    shard_rows: int = 1000
+    quiet: bool = False
+
+
+def encoded_row(package: Package, row: dict, data: bytes, values: np.ndarray) -> dict:
+    grid = values.shape if package.manifest.kind == "vqvae" else (None, None)
+    return {
+        "index": row["index"], "key": row["key"], "source_sha256": hashlib.sha256(data).hexdigest(),
+        "label": row["label"], "height": grid[0], "width": grid[1],
+        "codes" if package.manifest.kind == "vqvae" else "latent": values.ravel().tolist(),
+    }  # fmt: skip
+
+
+class EncodeWorker:
+    """A Ray actor: the package opened once, then batches of items -> rows (or errors)."""
+
+    def __init__(self, folder: str, source: str, resize: str, gpus: float):
+        self.package = open_package(Path(folder), gpus=gpus)
+        self.reader, self.resize = Reader(source), resize
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        manifest, done, groups = self.package.manifest, [], defaultdict(list)
+        for row in batch.to_pylist():
+            try:
+                data = self.reader(Item(**{name: row[name] for name in ITEM_FIELDS}))
+                image = decode_image(data, manifest.image_shape, self.resize, MAX_IMAGE_PIXELS, self.package.stride)
+                groups[image.pixels.shape].append((row, data, image.pixels))
+            except (InvalidInputError, OSError, ValueError, KeyError) as error:
+                reason = getattr(error, "message", None) or str(error) or type(error).__name__
+                done.append({"index": row["index"], "key": row["key"], "error": reason})
+        for shape, members in groups.items():
+            step = max(1, RUN_PIXELS // math.prod(shape))
+            for start in range(0, len(members), step):
+                part = members[start : start + step]
+                values = self.package.encode(np.stack([pixels for _, _, pixels in part]))
+                done += [
+                    encoded_row(self.package, row, data, v) for (row, data, _), v in zip(part, values, strict=True)
+                ]
+        return pa.Table.from_pylist(done, schema=result_schema(manifest.kind))
+
+
+def make_plan(options: Options, folder: Path) -> tuple[shards.Plan, list[Item]]:
+    manifest = read_manifest(folder)
+    items, classes = list_items(options.source)
+    if not items:
+        raise SystemExit(f"error: {options.source} holds no images (PNG or JPEG files, Parquet, tars or an .npz)")
+    size_free = manifest.size_free
+    plan = shards.Plan(
+        model=manifest.id, version=manifest.version, manifest_sha256=sha256_file(folder / MANIFEST_FILE),
+        kind=manifest.kind, num_codes=manifest.num_codes, stride=size_free.stride if size_free else None,
+        resize=options.resize or ("native" if size_free else "none"), source=absolute(options.source), items=len(items),
+        keys_sha256=digest(items), shard_rows=options.shard_rows, classes=classes,
+    )  # fmt: skip
+    return plan, items
+
+
+def absolute(source: str) -> str:
+    """The source as the plan records it: a URI as it is, a local path made absolute."""
+    return source if "://" in source else os.path.abspath(source)
+
+
+def start_ray(address: str | None) -> None:
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    ray.init(
+        address=address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
+        logging_level="WARNING",
+    )  # fmt: skip
+    ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts images
+
+
+def encode(options: Options) -> dict:
+    """Runs (or resumes) the encode; returns the finished folder's manifest, with `seconds` and `skipped` added."""
+    started = time.monotonic()
+    folder = package_folder(options.models_dir, options.model, options.version)
+    plan, items = make_plan(options, folder)
+    written = shards.start(options.out, plan)
+    pending = [{"index": i, **item.record()} for i, item in enumerate(items) if plan.shard(i) not in written]
+    if pending:
+        run(options, folder, plan, pending, done=len(items) - len(pending))
+    manifest = shards.finish(options.out, plan)
+    return {**manifest, "seconds": time.monotonic() - started, "skipped": len(items) - len(pending)}
+
+
+def run(options: Options, folder: Path, plan: shards.Plan, pending: list[dict], done: int) -> None:
+    import ray
+
+    start_ray(options.address)
+    expected = defaultdict(int)
+    for row in pending:
+        expected[plan.shard(row["index"])] += 1
+    dataset = ray.data.from_items(pending).map_batches(
+        EncodeWorker,
+        fn_constructor_kwargs={"folder": str(folder.resolve()), "source": options.source, "resize": plan.resize,
+                               "gpus": options.gpus_per_worker},
+        batch_size=options.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=options.workers),
+        num_gpus=options.gpus_per_worker or None,
+    )  # fmt: skip
+    rows, errors = defaultdict(list), defaultdict(list)
+    with tqdm(total=done + len(pending), initial=done, unit="image", disable=options.quiet) as bar:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                shard = plan.shard(row["index"])
+                (errors if row.get("error") else rows)[shard].append(row)
+                if len(rows[shard]) + len(errors[shard]) == expected[shard]:
+                    shards.write_shard(options.out, plan, shard, rows.pop(shard), errors.pop(shard))
+            bar.update(batch.num_rows)
