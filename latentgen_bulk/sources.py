@@ -88,11 +88,11 @@ def folder_items(root: str, files: list[str]) -> tuple[list[Item], list[str]]:
 def parquet_items(fs: pafs.FileSystem, files: list[str]) -> list[Item]:
     items = []
     for path in files:
-        with fs.open_input_file(path) as f:
-            names = pq.read_schema(f).names
-            columns = [c for c in ("key", "label") if c in names]
-            table = pq.read_table(f, columns=columns) if columns else None
-        rows = pq.ParquetFile(fs.open_input_file(path)).metadata.num_rows
+        with fs.open_input_file(path) as f:  # one open: the footer gives the columns and the rows
+            parquet = pq.ParquetFile(f)
+            columns = [c for c in ("key", "label") if c in parquet.schema_arrow.names]
+            table = parquet.read(columns=columns) if columns else None
+            rows = parquet.metadata.num_rows
         keys = (
             table["key"].to_pylist() if "key" in columns else [f"{PurePosixPath(path).name}:{i}" for i in range(rows)]
         )
