@@ -23,6 +23,13 @@ from latentgen_bulk.sources import Reader, list_items
 from latentgen_bulk.tokens import write_tokens
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def rows_of(folder: Path, manifest: dict, limit: int | None = None) -> list[dict]:
     found = []
     for shard in manifest["shards"]:
@@ -104,17 +111,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--address", help="a Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--workers", type=int, default=1, help="encoder actors")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=positive, default=1, help="encoder actors")
+    p.add_argument("--batch-size", type=positive, default=64)
     p.add_argument("--resize", choices=RESIZE_MODES, help="default: native for a size-free model, else none")
     p.add_argument("--gpus-per-worker", type=float, default=0, help="> 0: onnxruntime's CUDA provider")
-    p.add_argument("--shard-rows", type=int, default=1000, help="items per shard")
+    p.add_argument("--shard-rows", type=positive, default=1000, help="items per shard")
     p.add_argument("--quiet", action="store_true")
 
     p = commands.add_parser("verify", parents=[models], help="check the shards; re-encode a sample from SOURCE")
     p.add_argument("folder", type=Path)
     p.add_argument("--source")
-    p.add_argument("--sample", type=int, default=32)
+    p.add_argument("--sample", type=positive, default=32)
 
     p = commands.add_parser("tokens", help="shards -> token sequences for language-model training")
     p.add_argument("folder", type=Path)
@@ -125,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("decode", parents=[models], help="shards -> PNGs, for spot checks")
     p.add_argument("folder", type=Path)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=positive, default=100)
     return main
 
 
