@@ -232,7 +232,7 @@ class Client:
         model: str,
         n: int = 1,
         seed: int | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         top_k: int | None = None,
         labels: Sequence[int] | None = None,
         codes: Any = None,
@@ -241,7 +241,7 @@ class Client:
         **options: Unpack[Answer],
     ) -> Images:
         """Samples from the prior; `codes` + `mask` (true = resample) complete a partial code grid. `guidance`: the
-        classifier-free guidance of labelled samples (None: the package's default)."""
+        classifier-free guidance of labelled samples; `guidance` and `temperature` None: the package's defaults."""
         body = {"n": n, "seed": seed, "temperature": temperature, "top_k": top_k, "labels": labels}
         body |= {"codes": codes, "mask": mask, "guidance": guidance}
         return self.images(model, "sample", body, **options)

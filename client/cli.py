@@ -308,7 +308,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--seed", type=int)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: the model's)")
     p.add_argument("--top-k", type=int)
     p.add_argument("--guidance", type=float, help="classifier-free guidance of labelled samples (default: the model's)")
     p.add_argument("--scale", type=int, default=1, help="upscale the grid by this factor")

@@ -53,11 +53,22 @@ class PriorSpec(Strict):
     # The prior also learnt "no label" (label dropout): its graphs take the label num_classes for it, and the
     # service sends that when a request gives no labels.
     labels_optional: bool = False
-    # Classifier-free guidance w for labelled samples when a request names none (labels optional only; 0: none)
+    # The defaults of a request that names no guidance or temperature, chosen on validation samples (the model
+    # card's rule). Classifier-free guidance w for labelled samples (labels optional only; 0: none) ...
     guidance: float = Field(0.0, ge=0)
+    temperature: float = Field(1.0, gt=0)  # ... and their temperature (every sample's, on an unconditional prior)
     # How a sample without a label is drawn (labels optional only): from the "no label" class, or from a class drawn
     # uniformly for each sample (contract.sampling.any_classes), then as a sample of that class, guidance included
     unlabelled: Literal["no_label", "any_class"] = "no_label"
+    # The guidance (any_class) and temperature of samples without a label; None: the labelled samples' own
+    unlabelled_guidance: float | None = Field(None, ge=0)
+    unlabelled_temperature: float | None = Field(None, gt=0)
+
+    def default_guidance(self, *, labelled: bool) -> float:
+        return self.guidance if labelled or self.unlabelled_guidance is None else self.unlabelled_guidance
+
+    def default_temperature(self, *, labelled: bool) -> float:
+        return self.temperature if labelled or self.unlabelled_temperature is None else self.unlabelled_temperature
 
 
 class SizeFree(Strict):

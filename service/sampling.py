@@ -21,7 +21,7 @@ from service.prior import draw_codes
 class SampleRequest:
     seed: int  # sample i uses seed + i
     n: int = 1
-    temperature: float = 1.0
+    temperature: float | None = None  # None: the package's (manifest prior.temperature), 1 for a VAE
     top_k: int | None = None  # only the k most likely codes (VQ-VAE)
     labels: list[int] | None = None  # one, or one per sample (class-conditional models)
     guidance: float | None = None  # classifier-free guidance of labelled samples; None: the package's
@@ -31,7 +31,7 @@ class SampleRequest:
 
 def sample(model: LoadedModel, request: SampleRequest, should_stop: StopFn | None = None) -> dict[str, np.ndarray]:
     """Ancestral samples from the prior; with `codes` and `mask`, only the masked positions are drawn."""
-    if request.temperature <= 0 or not np.isfinite(request.temperature):
+    if request.temperature is not None and not (request.temperature > 0 and np.isfinite(request.temperature)):
         raise InvalidInputError("temperature must be a positive number")
     if model.manifest.kind == "vae":
         return sample_vae(model, request)
@@ -44,14 +44,16 @@ def sample_vae(model: LoadedModel, request: SampleRequest) -> dict[str, np.ndarr
         raise InvalidInputError("top_k, codes and mask apply to VQ-VAE code grids; a VAE samples z ~ N(0, I)")
     size = model.manifest.latent_shape[0]
     noise = [np.random.default_rng(request.seed + i).standard_normal(size) for i in range(request.n)]
-    z = (request.temperature * np.stack(noise)).astype(np.float32)
-    return {"images": decode(model, z, request.labels), "latents": z}
+    temperature = 1.0 if request.temperature is None else request.temperature
+    z = (temperature * np.stack(noise)).astype(np.float32)
+    return {"images": decode(model, z, request.labels), "latents": z, "temperature": temperature}
 
 
 def sample_vqvae(model: LoadedModel, request: SampleRequest, should_stop: StopFn | None) -> dict[str, np.ndarray]:
     """On a prior whose labels are optional, labelled samples have classifier-free guidance, and a sample without a
     label is drawn as the manifest says (prior.unlabelled): from "no label", or from a class drawn for it, which
-    the answer then names."""
+    the answer then names. Guidance and temperature not asked for are the package's defaults, which may differ
+    for samples with and without a label (manifest prior)."""
     n, prior = request.n, model.manifest.prior
     labels = check_labels(model, request.labels, n)
     seeds = request.seed + np.arange(n, dtype=np.int64)
@@ -60,7 +62,9 @@ def sample_vqvae(model: LoadedModel, request: SampleRequest, should_stop: StopFn
     if drawn:
         labels = any_classes(seeds, prior.num_classes)
     guided = labels_optional and (request.labels is not None or drawn)
-    weight = guidance_weight(model, can_guide=guided, guidance=request.guidance)
+    labelled = request.labels is not None
+    weight = guidance_weight(model, can_guide=guided, guidance=request.guidance, labelled=labelled)
+    temperature = prior.default_temperature(labelled=labelled) if request.temperature is None else request.temperature
     if "prior" not in model.sessions:
         raise InvalidInputError(f"model {model.id} has no prior to sample from")
     if request.top_k is not None and not 1 <= request.top_k <= model.manifest.num_codes:
@@ -70,7 +74,7 @@ def sample_vqvae(model: LoadedModel, request: SampleRequest, should_stop: StopFn
         "codes": start,
         "mask": where,
         "seeds": seeds,
-        "temperature": np.full(n, request.temperature),
+        "temperature": np.full(n, temperature),
         "top_k": np.full(n, request.top_k or 0, np.int64),
         "guidance": np.full(n, weight),
     } | ({} if labels is None else {"labels": labels})
@@ -78,20 +82,20 @@ def sample_vqvae(model: LoadedModel, request: SampleRequest, should_stop: StopFn
         sampled = sampler(feeds, should_stop)[0]  # merged with concurrent requests for this model
     else:
         sampled = draw_codes(model, feeds, should_stop)
-    result = {"images": decode_codes(model, sampled), "codes": sampled}
+    result = {"images": decode_codes(model, sampled), "codes": sampled, "temperature": temperature}
     return result | ({"guidance": weight} if guided else {}) | ({"labels": labels} if drawn else {})
 
 
-def guidance_weight(model: LoadedModel, *, can_guide: bool, guidance: float | None) -> float:
-    """The classifier-free guidance of labelled samples on a prior that learnt "no label" (`can_guide`): as asked,
-    else the package's; refused elsewhere."""
+def guidance_weight(model: LoadedModel, *, can_guide: bool, guidance: float | None, labelled: bool = True) -> float:
+    """The classifier-free guidance of labelled samples (or of classes drawn for unlabelled ones) on a prior that
+    learnt "no label" (`can_guide`): as asked, else the package's default for them; refused elsewhere."""
     if guidance is not None and guidance > 0 and not can_guide:
         raise InvalidInputError(
             "guidance needs labels, on a VQ-VAE prior that also learnt 'no label' (manifest prior.labels_optional)"
         )
     if not can_guide:
         return 0.0
-    return model.manifest.prior.guidance if guidance is None else float(guidance)
+    return model.manifest.prior.default_guidance(labelled=labelled) if guidance is None else float(guidance)
 
 
 def completion_grid(

@@ -94,7 +94,13 @@ class DecodeIn(Body):
 class SampleIn(Body):
     n: int = Field(1, ge=1, description="number of samples")
     seed: int | None = Field(None, ge=0, lt=2**62, description="sample i uses seed + i; random when omitted")
-    temperature: float = Field(1.0, gt=0, le=100)
+    temperature: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="default the package's (manifest prior.temperature, or prior.unlabelled_temperature for samples "
+        "without a label); 1 for a VAE",
+    )
     top_k: int | None = Field(None, ge=1, lt=2**31, description="sample among the k most likely codes only (<= K)")
     labels: Labels = Field(None, description="class labels for a class-conditional prior: one, or one per sample")
     guidance: float | None = Field(
@@ -102,7 +108,8 @@ class SampleIn(Body):
         ge=0,
         le=100,
         description="classifier-free guidance w of labelled samples, on a prior whose labels are optional: "
-        "(1 + w) x the labelled logits - w x the unlabelled; default the package's (manifest prior.guidance)",
+        "(1 + w) x the labelled logits - w x the unlabelled; default the package's (manifest prior.guidance, or "
+        "prior.unlabelled_guidance for classes drawn for samples without a label)",
     )
     codes: Grid | list[Grid] | None = Field(None, description="completion: a partial code grid (or one per sample)")
     mask: Mask | list[Mask] | None = Field(None, description="completion: true where codes are to be sampled")
@@ -167,6 +174,7 @@ class ImagesOut(ModelRef):
     latents: list | None = None
     seed: int | None = None
     guidance: float | None = Field(None, description="sample: the classifier-free guidance the labelled samples had")
+    temperature: float | None = Field(None, description="sample: the temperature the samples were drawn at")
     labels: list[int] | None = Field(
         None, description="sample without labels, prior.unlabelled any_class: the classes drawn"
     )

@@ -5,6 +5,7 @@ prior       stage 2: encode the dataset, train the PixelCNN prior on its codes
 vae         train a VAE of the family (MLP, conv, ResNet, transformer; beta, warm-up, free bits)
 classifier  train the classifier that scores samples
 evaluate    measure a VQ-VAE and its prior, or a VAE, on the test split
+sweep       draw prior samples at each guidance and temperature on the validation split; choose the defaults
 average     average the weights of checkpoints fine-tuned from one ancestor (a model soup)
 export      write the ONNX model package, checked against torch
 recipe      run a bundled package's recipe (recipes/<id>.sh), or --toy: the same at toy size
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from training import distributed, recipe
 from training.average import AverageOptions, write_average
-from training.classifier import train_classifier
+from training.classifier import ClassifierOptions, train_classifier
 from training.cli import add_options, build
 from training.evaluate import EvaluateOptions, evaluate_vae, evaluate_vqvae
 from training.models.classifier import ClassifierConfig
@@ -26,6 +27,7 @@ from training.models.vae import VAEConfig
 from training.models.vq_vae import VQVAEConfig
 from training.prior import PriorOptions, train_prior
 from training.run import RunOptions
+from training.sweep import SweepOptions, markdown_table, run_sweep
 from training.vae import VAEOptions, train_vae
 from training.vqvae import VQVAEOptions, train_vqvae
 
@@ -78,8 +80,10 @@ def prior_command(argv: list[str]) -> None:
 
 
 def classifier_command(argv: list[str]) -> None:
-    args = parse("classifier", "Train the classifier that scores samples.", argv, RunOptions, ClassifierConfig)
-    print(train_classifier(build(RunOptions, args), build(ClassifierConfig, args)))
+    args = parse(
+        "classifier", "Train the classifier that scores samples.", argv, RunOptions, ClassifierOptions, ClassifierConfig
+    )
+    print(train_classifier(build(RunOptions, args), build(ClassifierConfig, args), build(ClassifierOptions, args)))
 
 
 def evaluate_command(argv: list[str]) -> None:
@@ -88,6 +92,14 @@ def evaluate_command(argv: list[str]) -> None:
     )
     options = build(EvaluateOptions, args)
     print(json.dumps(evaluate_vae(options) if options.vae else evaluate_vqvae(options), indent=2))
+
+
+def sweep_command(argv: list[str]) -> None:
+    args = parse(
+        "sweep", "Draw prior samples at each setting on the validation split; choose the defaults.", argv, SweepOptions
+    )
+    report = run_sweep(build(SweepOptions, args))
+    print(markdown_table(report), f"rule: {report['rule']}", f"chosen: {json.dumps(report['chosen'])}", sep="\n")
 
 
 def average_command(argv: list[str]) -> None:
@@ -123,6 +135,7 @@ COMMANDS = {
     "prior": prior_command,
     "classifier": classifier_command,
     "evaluate": evaluate_command,
+    "sweep": sweep_command,
     "average": average_command,
     "export": export_command,
     "recipe": recipe_command,

@@ -46,3 +46,9 @@ def jitter(images: torch.Tensor, settings: AffineJitter) -> tuple[torch.Tensor, 
     out = images.clone()
     out[moved] = F.grid_sample(images[moved], grid, align_corners=False, padding_mode="zeros")
     return out, moved
+
+
+def mirror_half(images: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, H, W) with a random half of them mirrored left to right."""
+    mirrored = torch.rand(len(images), device=images.device) < 0.5
+    return torch.where(mirrored[:, None, None, None], images.flip(-1), images)

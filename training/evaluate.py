@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contract.sampling import any_classes, sample_codes_cached
 from training.checkpoint import load_checkpoint, load_model, upgrade_config
 from training.data import DataOptions, ImageSet, Splits, image_shape, load_splits
+from training.draw import Setting, prior_samples
+from training.metrics.distance import distribution_distances
 from training.metrics.reconstruction import encode_codes, gaussian_bits, prior_nll, reconstruction_metrics
-from training.metrics.samples import label_accuracy, predict_probabilities, sample_quality
+from training.metrics.samples import Judge, label_accuracy, make_judge, predict_probabilities, sample_quality
 from training.metrics.vae import (
     analogies,
     bits_per_dimension,
@@ -23,7 +24,6 @@ from training.metrics.vae import (
 )
 from training.models.classifier import Classifier, ClassifierConfig
 from training.models.pixelcnn import PixelCNN
-from training.models.pixelcnn_steps import torch_steps
 from training.models.vae import VAE
 from training.models.vq_vae import VQVAE
 from training.run import pick_device
@@ -33,20 +33,27 @@ from training.run import pick_device
 class EvaluateOptions(DataOptions):
     vqvae: str = "runs/vqvae/best.pt"
     prior: str = "runs/prior/best.pt"
-    # A classifier of the dataset's classes scores the samples (MNIST: training/weights/mnist-classifier.pt);
-    # without one the sample score is skipped, and the report says so.
+    # A classifier of the dataset's classes scores the samples (MNIST: training/weights/mnist-classifier.pt) and
+    # gives the features their distance from real images is measured in; without one the Inception Score and label
+    # accuracy are skipped and the distances are measured in the pixels' principal components, and the report says so.
     classifier: str = ""
-    samples: int = 1000  # prior samples scored by the classifier
+    samples: int = 5000  # prior samples drawn for each way of drawing them
     analogies: int = 100  # images of the measured split drawn as every class (a class-conditional VAE)
     vae: str = ""  # evaluate this VAE checkpoint instead of a VQ-VAE and its prior
     importance_samples: int = 5000  # k for the VAE's importance-sampled NLL
     images: int = 0  # measure only the first N images of the split (0: all of them); the report says how many
+    # The settings of labelled samples (every sample's, for an unconditional prior): temperature and, on a prior
+    # that learnt "no label", classifier-free guidance w (contract/sampling.py) ...
     temperature: float = 1.0
-    # Classifier-free guidance w of the labelled samples (a prior that learnt "no label"; contract/sampling.py)
     guidance: float = 0.0
-    # no_label | any_class: how samples without a label are drawn (contract.manifest.PriorSpec.unlabelled); export
-    # gives the package the guidance and the mode it was evaluated with
+    # ... how samples without a label are drawn, no_label | any_class (contract.manifest.PriorSpec.unlabelled) ...
     unlabelled: str = "no_label"
+    # ... and their guidance (any_class) and temperature; unset: the labelled samples' own
+    unlabelled_guidance: float | None = None
+    unlabelled_temperature: float | None = None
+    # A sweep's report (latentgen-train sweep): its chosen defaults replace the five settings above. Export gives
+    # the package the settings it was evaluated with, as the service's defaults.
+    defaults: str = ""
     seed: int = 0
     device: str = "auto"
     out: str = "runs/evaluation.json"
@@ -70,22 +77,33 @@ class EvaluateOptions(DataOptions):
         whole = len(self.whole_split(splits))
         return f"{whole} {self.on}" if len(measured) == whole else f"first {len(measured)} of {whole} {self.on}"
 
+    def sampling(self) -> dict:
+        """The five sampling settings, a sweep's choice where --defaults names one."""
+        chosen = json.loads(Path(self.defaults).read_text())["chosen"] if self.defaults else {}
+        names = ("guidance", "temperature", "unlabelled", "unlabelled_guidance", "unlabelled_temperature")
+        return {name: chosen.get(name, getattr(self, name)) for name in names}
+
 
 EVALUATION_METHOD = (
     "`latentgen-train evaluate` on the {images} images ({split}); bits_per_dim: the prior's bits for the "
     "image's codes plus -log2 p(x | codes) under a Gaussian decoder whose variance is the validation MSE, on "
     "uniformly dequantized 8-bit pixels, per dimension; {score}"
 )
-SCORE_METHOD = (
-    "sample quality: Inception Score (Salimans et al. 2016, one split) of {n} {conditioning} prior samples at "
-    "temperature {t} (drawn as the service draws them, sample i from seed {seed} + i), computed with {classifier} "
-    "(test accuracy {acc:.4f}) in place of Inception; "
-    "confident_fraction = share of samples the classifier assigns a class with probability >= 0.9"
+SAMPLES_METHOD = (
+    "samples: {n} {conditioning} prior samples ({drawn}), drawn as the service draws them (sample i from seed "
+    "{seed} + i); frechet_distance (Heusel et al. 2017) and kid (the unbiased squared MMD with the cubic polynomial "
+    "kernel, Bińkowski et al. 2018; mean and kid_std over kid_blocks disjoint blocks of 1,000) between the samples "
+    "and the real images ({images}), in the features of {space}; reference: the same distances between two "
+    "random halves of the real images"
 )
+SCORE_METHOD = (
+    "; inception_score: the Inception Score (Salimans et al. 2016, one split) computed with {classifier} (test "
+    "accuracy {acc:.4f}, a project classifier) in place of Inception; confident_fraction = share of samples the "
+    "classifier assigns a class with probability >= 0.9"
+)
+SKIPPED_METHOD = "; the Inception Score and label accuracy skipped: {why}"
 LABEL_METHOD = "; label_accuracy = share of the class-conditional samples the classifier assigns to their label"
-GUIDANCE_METHOD = ", drawn with classifier-free guidance w = {w} (Ho & Salimans 2021)"
-ANY_CLASS_METHOD = " (each with a class drawn uniformly first, then drawn as that class is, guidance included)"
-UNLABELLED_METHOD = "; unconditional_*: the same figures for {n} samples drawn without a label, on the same seeds"
+UNLABELLED_METHOD = "; unconditional_*: the same figures for {n} samples drawn without a label ({drawn}), same seeds"
 ANALOGY_METHOD = (
     "; analogy_accuracy: the posterior means of the first {n} {on} images (grey levels, as a client sends them), "
     "each decoded as every class, and the share of those {images} images that {classifier} (test accuracy "
@@ -113,6 +131,7 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
     shape = image_shape(vqvae.config)
     splits = load_splits(options, options.seed, shape)
     test = options.measured(splits)
+    sampling = options.sampling()
     report = {
         "split": options.on,
         "images": len(test),
@@ -121,24 +140,54 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
         "prior": options.prior,
         "data": splits.name,
         "data_split": splits.split,
+        "sampling": sampling,
     }
-    classifier_state = load_checkpoint(options.classifier) if options.classifier else None
-    skipped = classifier_mismatch(options, classifier_state, shape, prior.config.num_classes)
-    if skipped:
-        report["sample_score"] = score = f"skipped: {skipped}"
-    else:
-        check_sampling_options(options, prior)
-        classifier: Classifier = load_model(options.classifier, "classifier", device)
-        report["metrics"] |= sample_metrics(vqvae, prior, classifier, options, device)
-        report["reference"] = {
-            "real_test_inception_score": real_inception_score(classifier, test),
+    judge, classifier_state = sample_judge(options, shape, prior.config.num_classes, splits, test, device)
+    draws = sample_settings(prior, sampling)
+    report["metrics"] |= sample_metrics(vqvae, prior, judge, draws, n=options.samples, seed=options.seed)
+    halves = halves_distance(judge)
+    report["metrics"] |= {f"real_halves_{name}": value for name, value in halves.items() if name != "kid_blocks"}
+    report["reference"] = {"real_halves": halves}
+    if judge.classifier is not None:
+        report["reference"] |= {
+            "real_inception_score": real_inception_score(judge.classifier, test),
             "classifier_test_accuracy": classifier_state["test_accuracy"],
         }
-        if prior.config.no_label is not None:
-            report["guidance"], report["unlabelled"] = options.guidance, options.unlabelled
-        score = score_method(options, prior, classifier_state["test_accuracy"])
+    score = score_method(options, judge, draws, classifier_state, test=options.described(test, splits))
     report["method"] = EVALUATION_METHOD.format(images=options.described(test, splits), split=splits.split, score=score)
     return write_report(report, options.out)
+
+
+def sample_judge(
+    options: EvaluateOptions, shape: tuple, classes: int, splits: Splits, real: ImageSet, device: torch.device
+) -> tuple[Judge, dict | None]:
+    """The judge of the samples against `real` images (with the classifier's checkpoint, when one was given)."""
+    state = load_checkpoint(options.classifier) if options.classifier else None
+    mismatch = classifier_mismatch(options, state, shape, classes)
+    if state is not None and mismatch:
+        raise ValueError(mismatch)
+    classifier = load_model(options.classifier, "classifier", device) if state is not None else None
+    return make_judge(classifier, name=options.classifier, train=splits.train.images, real=real.images), state
+
+
+def sample_settings(prior: PixelCNN, sampling: dict) -> dict[str, Setting]:
+    """How the evaluated samples are drawn: "labelled" (or, for an unconditional prior, every sample) and, where
+    labels are optional, "unlabelled" as the service draws a sample without a label: with the unlabelled settings,
+    or where they are unset the labelled ones (contract.manifest.PriorSpec's defaults, whose pydantic a training
+    machine may lack)."""
+    if sampling["unlabelled"] not in ("no_label", "any_class"):
+        raise ValueError(f"--unlabelled is no_label or any_class, not {sampling['unlabelled']!r}")
+    guidance, temperature = sampling["guidance"], sampling["temperature"]
+    if not prior.config.num_classes:
+        return {"labelled": Setting("none", temperature=temperature)}
+    draws = {"labelled": Setting("labelled", guidance, temperature)}
+    if prior.config.no_label is not None:
+        mode = sampling["unlabelled"]
+        unlabelled_guidance = guidance if sampling["unlabelled_guidance"] is None else sampling["unlabelled_guidance"]
+        unlabelled_temperature = sampling["unlabelled_temperature"] or temperature
+        guided = unlabelled_guidance if mode == "any_class" else 0.0
+        draws["unlabelled"] = Setting(mode, guided, unlabelled_temperature)
+    return draws
 
 
 def code_metrics(vqvae: VQVAE, prior: PixelCNN, splits: Splits, test: ImageSet, device: torch.device) -> dict:
@@ -155,77 +204,66 @@ def code_metrics(vqvae: VQVAE, prior: PixelCNN, splits: Splits, test: ImageSet, 
     )
 
 
-def check_sampling_options(options: EvaluateOptions, prior: PixelCNN) -> None:
-    if options.guidance and prior.config.no_label is None:
-        raise ValueError("--guidance needs a prior that learnt 'no label' (trained with --label-dropout)")
-    if options.unlabelled not in ("no_label", "any_class"):
-        raise ValueError(f"--unlabelled is no_label or any_class, not {options.unlabelled!r}")
-
-
 def sample_metrics(
-    vqvae: VQVAE, prior: PixelCNN, classifier: Classifier, options: EvaluateOptions, device: torch.device
-) -> dict:
-    """The classifier's judgement of prior samples: labelled ones cycling through the classes (label accuracy too)
-    for a conditional prior, and, where labels are optional, the same figures for samples drawn without one."""
-    classes = prior.config.num_classes
-    labels = torch.arange(options.samples, device=device) % classes if classes else None
-    probabilities = predict_probabilities(classifier, prior_samples(vqvae, prior, options, labels)).numpy()
-    metrics = sample_quality(probabilities)
-    if labels is not None:
-        metrics["label_accuracy"] = label_accuracy(probabilities, labels.cpu().numpy())
-    if prior.config.no_label is not None:
-        if options.unlabelled == "any_class":
-            unlabelled = torch.from_numpy(any_classes(options.seed + np.arange(options.samples), classes)).to(device)
-        else:
-            unlabelled = torch.full((options.samples,), prior.config.no_label, device=device)
-        drawn = predict_probabilities(classifier, prior_samples(vqvae, prior, options, unlabelled)).numpy()
-        metrics |= {f"unconditional_{name}": value for name, value in sample_quality(drawn).items()}
+    vqvae: VQVAE, prior: PixelCNN, judge: Judge, draws: dict[str, Setting], *, n: int, seed: int
+) -> dict[str, float]:
+    """The judge's figures for the samples of each way of drawing them; those without a label as unconditional_*."""
+    metrics = {}
+    for name, setting in draws.items():
+        images, labels = prior_samples(vqvae, prior, setting, n=n, seed=seed)
+        scored = judge.score(images, labels if setting.labels == "labelled" else None)
+        metrics |= scored if name == "labelled" else {f"unconditional_{key}": value for key, value in scored.items()}
     return metrics
+
+
+def halves_distance(judge: Judge) -> dict[str, float]:
+    """The distances between two halves of the real images drawn at random (seeded): what a perfect sampler's
+    figures would be near, at half the count. Not the first and second halves, nor even and odd positions: MNIST's
+    files are ordered by writer in ways that make those differ (docs/experiments/2026-12-07-sampling-defaults.md)."""
+    order = np.random.default_rng(0).permutation(len(judge.real))
+    half = len(order) // 2
+    return distribution_distances(judge.real[order[:half]], judge.real[order[half : 2 * half]])
 
 
 def real_inception_score(classifier: Classifier, images: ImageSet) -> float:
     return sample_quality(predict_probabilities(classifier, images.images).numpy())["inception_score"]
 
 
-def score_method(options: EvaluateOptions, prior: PixelCNN, classifier_accuracy: float) -> str:
-    """The report's words for how the samples were scored."""
-    labelled = prior.config.num_classes > 0
-    score = SCORE_METHOD.format(
+def score_method(
+    options: EvaluateOptions, judge: Judge, draws: dict[str, Setting], classifier_state: dict | None, *, test: str
+) -> str:
+    """The report's words for how the samples were drawn and scored."""
+    labelled = draws["labelled"]
+    score = SAMPLES_METHOD.format(
         n=options.samples,
-        conditioning="class-conditional (labels cycling through the classes)" if labelled else "unconditional",
-        t=options.temperature,
+        conditioning="unconditional"
+        if labelled.labels == "none"
+        else "class-conditional (labels cycling through the classes)",
+        drawn=described(labelled),
         seed=options.seed,
-        classifier=options.classifier,
-        acc=classifier_accuracy,
+        images=test,
+        space=judge.feature_space,
     )
-    if labelled:
-        score += LABEL_METHOD + (GUIDANCE_METHOD.format(w=options.guidance) if options.guidance else "")
-    if prior.config.no_label is not None:
-        score += UNLABELLED_METHOD.format(n=options.samples)
-        score += ANY_CLASS_METHOD if options.unlabelled == "any_class" else ""
+    if judge.classifier is None:
+        score += SKIPPED_METHOD.format(why="no classifier was given (--classifier)")
+    else:
+        score += SCORE_METHOD.format(classifier=options.classifier, acc=classifier_state["test_accuracy"])
+        score += LABEL_METHOD if labelled.labels == "labelled" else ""
+    if "unlabelled" in draws:
+        score += UNLABELLED_METHOD.format(n=options.samples, drawn=described(draws["unlabelled"]))
     return score
 
 
-@torch.no_grad()
-def prior_samples(vqvae: VQVAE, prior: PixelCNN, options: EvaluateOptions, labels: torch.Tensor | None) -> torch.Tensor:
-    """`options.samples` decoded prior samples (as class `labels` where given), drawn as the service draws them:
-    sample i from seed + i, through the cached steps (about one forward pass a grid, not h x w of them)."""
-    prior.eval()
-    steps, (h, w) = torch_steps(prior, next(prior.parameters()).device), prior.config.grid
-    images = []
-    for chunk in torch.arange(options.samples).split(250):
-        codes = sample_codes_cached(
-            steps,
-            np.zeros((len(chunk), h, w), np.int64),
-            np.ones((len(chunk), h, w), bool),
-            seed=options.seed + int(chunk[0]),
-            temperature=options.temperature,
-            labels=None if labels is None else labels[chunk].cpu().numpy(),
-            guidance=options.guidance,
-            no_label=prior.config.no_label,
-        )
-        images.append(vqvae.decode_codes(torch.from_numpy(codes).to(next(vqvae.parameters()).device)).cpu())
-    return torch.cat(images)
+def described(setting: Setting) -> str:
+    """A way of drawing samples, in words."""
+    words = {
+        "labelled": "each as its label",
+        "any_class": "each with a class drawn uniformly first, then drawn as that class",
+        "no_label": "as 'no label'",
+        "none": "",
+    }[setting.labels]
+    guided = f", classifier-free guidance w = {setting.guidance:g} (Ho & Salimans 2021)" if setting.guidance else ""
+    return ", ".join(part for part in (words, f"temperature {setting.temperature:g}") if part) + guided
 
 
 def write_report(report: dict, out: str) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from contract.images import png_bytes, tile
-from training.augment import AffineJitter, jitter
+from training.augment import AffineJitter, jitter, mirror_half
 from training.data import Splits, load_splits
 from training.loop import LossFn, fit
 from training.metrics.reconstruction import reconstruction_metrics
@@ -44,8 +44,7 @@ def augmented_loss(options: VQVAEOptions) -> LossFn:
 
     def loss(model: VQVAE, images: torch.Tensor, labels: torch.Tensor, step: int) -> torch.Tensor:
         if options.hflip:
-            mirrored = torch.rand(len(images), device=images.device) < 0.5
-            images = torch.where(mirrored[:, None, None, None], images.flip(-1), images)
+            images = mirror_half(images)
         if options.augment:
             images = jitter(images, settings)[0]
         return model(images).loss

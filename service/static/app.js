@@ -164,11 +164,17 @@ async function reconstruct() {
   }
 }
 
+// A number field left empty means "the model's default": the field is left out of the request.
+function optionalNumber(id) {
+  const value = $(id).value.trim();
+  return value === "" ? undefined : Number(value);
+}
+
 async function sample() {
   const body = {
     n: Number($("n").value),
     seed: Number($("seed").value),
-    temperature: Number($("temperature").value),
+    temperature: optionalNumber("temperature"),
     labels: labels(),
   };
   showUrl("samples", await api("sample", body, { png: true }));
@@ -202,7 +208,7 @@ async function complete() {
   const body = {
     n: Number($("complete-n").value),
     seed: Number($("seed").value),
-    temperature: Number($("temperature").value),
+    temperature: optionalNumber("temperature"),
     labels: labels(),
     codes: state.codes,
     mask,

@@ -69,7 +69,7 @@ runpy.run_module("training", run_name="__main__")
 """
 
 
-@pytest.mark.parametrize("command", ["vqvae", "prior", "vae", "classifier", "evaluate"])
+@pytest.mark.parametrize("command", ["vqvae", "prior", "vae", "classifier", "evaluate", "sweep"])
 def test_training_commands_need_no_service_dependencies(command: str) -> None:
     """A lent GPU machine's Python has torch but no pydantic or FastAPI: every command but export runs there."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -5,15 +5,11 @@ import pytest
 import torch
 
 from contract.manifest import read_manifest
-from service.config import Settings
-from service.registry import Registry
 from service.sampling import SampleRequest, sample
-from tests.conftest import DATA, TINY_PRIOR, TinyPipeline, run_options
+from tests.conftest import DATA, TinyPipeline
 from training.evaluate import EvaluateOptions, evaluate_vqvae
-from training.export.package import ExportOptions
-from training.export.vqvae import export_vqvae
 from training.models.pixelcnn import PixelCNN, PixelCNNConfig
-from training.prior import PriorOptions, prior_loss, train_prior
+from training.prior import prior_loss
 
 
 def test_the_loss_hides_the_share_of_labels_it_is_told_to() -> None:
@@ -27,20 +23,6 @@ def test_the_loss_hides_the_share_of_labels_it_is_told_to() -> None:
     assert 0.4 < (seen[0] == 3).float().mean() < 0.6  # the "no label" class, 3
     prior_loss(prior.eval(), codes, labels, 0)
     assert torch.equal(seen[1], labels)  # never while evaluating
-
-
-@pytest.fixture(scope="module")
-def optional_labels(tiny_pipeline: TinyPipeline, tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("label-dropout")
-    options = PriorOptions(vqvae=str(tiny_pipeline.vqvae), conditional=True, label_dropout=0.2)
-    prior = train_prior(run_options(root / "prior", epochs=1), options, TINY_PRIOR)
-    package = export_vqvae(
-        ExportOptions(vqvae=str(tiny_pipeline.vqvae), prior=str(prior), data=DATA, out=str(root / "models"), id="opt")
-    )
-    registry = Registry(Settings(MODELS_DIR=root / "models"))
-    registry.load()
-    yield package, registry.get("opt"), prior
-    registry.close()
 
 
 def test_the_package_says_labels_are_optional_and_the_service_samples_either_way(optional_labels) -> None:

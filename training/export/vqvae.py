@@ -104,6 +104,14 @@ def samples_picture(vqvae: VQVAE, prior: PixelCNN, images: torch.Tensor, seed: i
     return png_bytes(tile(torch.cat(rows).numpy(), 8))
 
 
+def sampling_defaults(sampling: dict, *, labels_optional: bool) -> dict:
+    """The manifest's prior defaults from an evaluation's sampling settings (guidance and the settings of samples
+    without a label only where labels are optional)."""
+    if not labels_optional:
+        return {"temperature": sampling.get("temperature", 1.0)}
+    return {name: value for name, value in sampling.items() if value is not None}
+
+
 def export_vqvae(options: ExportOptions) -> Path:
     vqvae: VQVAE = load_model(options.vqvae, "vqvae")
     prior: PixelCNN = load_model(options.prior, "prior")
@@ -149,9 +157,8 @@ def export_vqvae(options: ExportOptions) -> Path:
             conditional=prior.config.num_classes > 0,
             num_classes=prior.config.num_classes,
             labels_optional=prior.config.no_label is not None,
-            # the guidance and unlabelled mode the samples were evaluated with become the service's defaults
-            guidance=evaluation.get("guidance", 0.0),
-            unlabelled=evaluation.get("unlabelled", "no_label"),
+            # the settings the samples were evaluated with become the service's defaults
+            **sampling_defaults(evaluation.get("sampling", {}), labels_optional=prior.config.no_label is not None),
         ),
         training=provenance(
             {

@@ -1,9 +1,11 @@
-"""A small CNN digit classifier, the judge of sample quality (Inception Score on MNIST).
+"""A small CNN classifier, the judge of sample quality: the Inception Score and, in the penultimate layer's
+features, the Fréchet distance and KID (metrics/distance.py) of samples against real images.
 
-Two conv layers, each followed by max-pooling, then dropout and two dense layers: >99% test
-accuracy on MNIST at a few million multiply-adds per image.
+Conv layers (channels doubling), each followed by max-pooling, then dropout and two dense layers: two blocks give
+>99% test accuracy on MNIST at a few million multiply-adds per image; CIFAR-10 takes three, wider.
 """
 
+import itertools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -21,6 +23,7 @@ class ClassifierConfig:
     channels: int = 32
     hidden: int = 128
     dropout: float = 0.25
+    blocks: int = 2  # conv + max-pool blocks, channels doubling after the first
 
 
 class ClassifierOutput(NamedTuple):
@@ -32,18 +35,15 @@ class Classifier(nn.Module):
     def __init__(self, config: ClassifierConfig):
         super().__init__()
         self.config = config
-        c = config.channels
-        self.features = nn.Sequential(
-            nn.Conv2d(config.image_channels, c, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c, 2 * c, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Dropout(config.dropout),
-            nn.Flatten(),
-        )
-        flat = 2 * c * (config.image_height // 4) * (config.image_width // 4)
+        widths = [config.image_channels] + [config.channels * 2**i for i in range(config.blocks)]
+        layers = [
+            layer
+            for width_in, width_out in itertools.pairwise(widths)
+            for layer in (nn.Conv2d(width_in, width_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        ]
+        self.features = nn.Sequential(*layers, nn.Dropout(config.dropout), nn.Flatten())
+        scale = 2**config.blocks
+        flat = widths[-1] * (config.image_height // scale) * (config.image_width // scale)
         self.head = nn.Sequential(
             nn.Linear(flat, config.hidden),
             nn.ReLU(),
@@ -55,3 +55,7 @@ class Classifier(nn.Module):
         """Images (B, C, H, W) in [0, 1] -> logits, and the cross-entropy when labels are given."""
         logits = self.head(self.features(images))
         return ClassifierOutput(logits, F.cross_entropy(logits.float(), labels) if labels is not None else None)
+
+    def penultimate(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) in [0, 1] -> the activations that the last layer reads, (B, hidden)."""
+        return self.head[:2](self.features(images))
