@@ -5,6 +5,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -159,9 +160,10 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
 
 
 def sample_judge(
-    options: EvaluateOptions, shape: tuple, classes: int, splits: Splits, real: ImageSet, device: torch.device
+    options: EvaluateOptions | Any, shape: tuple, classes: int, splits: Splits, real: ImageSet, device: torch.device
 ) -> tuple[Judge, dict | None]:
-    """The judge of the samples against `real` images (with the classifier's checkpoint, when one was given)."""
+    """The judge of the samples against `real` images (with the classifier's checkpoint, when one was given), for
+    any options with a `classifier` path (evaluate's and the sweep's)."""
     state = load_checkpoint(options.classifier) if options.classifier else None
     mismatch = classifier_mismatch(options, state, shape, classes)
     if state is not None and mismatch:
@@ -266,9 +268,13 @@ def described(setting: Setting) -> str:
     return ", ".join(part for part in (words, f"temperature {setting.temperature:g}") if part) + guided
 
 
-def write_report(report: dict, out: str) -> dict:
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(report, indent=2))
+def write_report(report: dict, out: str | Path) -> dict:
+    """Written whole, then renamed over any old one: a run killed while writing leaves the previous report."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(report, indent=2))
+    partial.replace(path)
     return report
 
 

@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from contract.images import png_bytes, tile
-from training.checkpoint import load_checkpoint, load_model
+from training.checkpoint import load_model
 from training.data import DataOptions, image_shape, load_splits
 from training.draw import Setting, prior_samples
-from training.evaluate import classifier_mismatch, halves_distance
-from training.metrics.samples import make_judge
+from training.evaluate import halves_distance, sample_judge, write_report
 from training.models.pixelcnn import PixelCNN
 from training.run import pick_device
 
@@ -107,11 +106,7 @@ def run_sweep(options: SweepOptions) -> dict:
     prior: PixelCNN = load_model(options.prior, "prior", device)
     shape = image_shape(vqvae.config)
     splits = load_splits(options, options.seed, shape)
-    state = load_checkpoint(options.classifier) if options.classifier else None
-    if state is not None and (mismatch := classifier_mismatch(options, state, shape, prior.config.num_classes)):
-        raise ValueError(mismatch)
-    classifier = load_model(options.classifier, "classifier", device) if state is not None else None
-    judge = make_judge(classifier, name=options.classifier, train=splits.train.images, real=splits.val.images)
+    judge, state = sample_judge(options, shape, prior.config.num_classes, splits, splits.val, device)
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     identity = {
@@ -139,10 +134,10 @@ def run_sweep(options: SweepOptions) -> dict:
         (out / picture).write_bytes(png_bytes(tile(images[:100].numpy(), 10)))
         rows = sorted([*rows, asdict(setting) | {"name": setting.name, "metrics": metrics, "picture": picture}],
                       key=lambda row: (row["labels"], row["guidance"], row["temperature"]))  # fmt: skip
-        write_report(out / "sweep.json", report | {"rows": rows, "chosen": choose(rows, options)})
+        write_report(report | {"rows": rows, "chosen": choose(rows, options)}, out / "sweep.json")
         print(f"[{number}/{len(todo)}] {setting.name}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     report |= {"rows": rows, "chosen": choose(rows, options)}
-    write_report(out / "sweep.json", report)
+    write_report(report, out / "sweep.json")
     return report
 
 
@@ -155,13 +150,6 @@ def earlier_rows(path: Path, identity: dict) -> list[dict]:
     if earlier.get("identity") != identity:
         raise FileExistsError(f"{path} holds a sweep of other models, data, samples or seeds: choose another --out")
     return earlier["rows"]
-
-
-def write_report(path: Path, report: dict) -> None:
-    """Written whole, then renamed over the old one: a sweep killed while writing leaves the previous report."""
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(report, indent=2))
-    partial.replace(path)
 
 
 def markdown_table(report: dict, pictures: str = "") -> str:
