@@ -53,6 +53,8 @@ def prior_samples(
     vqvae: VQVAE, prior: PixelCNN, setting: Setting, *, n: int, seed: int
 ) -> tuple[torch.Tensor, np.ndarray | None]:
     """n decoded samples (on the CPU) at `setting`, and the class each was drawn as (None: no class)."""
+    if n < 1:
+        raise ValueError(f"the count of samples must be at least 1, got {n}")
     if setting.guidance and prior.config.no_label is None:
         raise ValueError("guidance needs a prior that learnt 'no label' (trained with --label-dropout)")
     if (setting.labels == "none") != (prior.config.num_classes == 0):

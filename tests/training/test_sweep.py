@@ -103,6 +103,8 @@ def test_a_second_sweep_into_the_folder_adds_its_rows_and_measures_only_new_sett
     assert [row for row in after["rows"] if row["name"] != "labelled-w2-t1"] == before["rows"]
     with pytest.raises(FileExistsError, match="other models"):
         run_sweep(replace(options, samples=31))
+    with pytest.raises(ValueError, match="at least 1"):
+        run_sweep(replace(options, samples=0, out=str(tmp_path / "none")))
 
 
 def test_the_chosen_defaults_travel_through_evaluate_and_export_to_the_service(
