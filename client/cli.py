@@ -20,16 +20,10 @@ from tqdm import tqdm
 from client import images as pictures
 from client.api import DEFAULT_URL, Client
 from client.codes_file import CodesFile
+from contract.arguments import positive
 from contract.errors import ServiceError
 
 DEFAULT_MODEL = "mnist-vqvae"
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def batched(items: Sequence, size: int) -> Iterator[Sequence]:

@@ -15,19 +15,13 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pyarrow.parquet as pq
 
+from contract.arguments import positive
 from contract.images import RESIZE_MODES, decode_image, png_bytes
 from latentgen_bulk import shards
 from latentgen_bulk.encode import MAX_IMAGE_PIXELS, Options, encode
 from latentgen_bulk.package import open_package, package_folder
 from latentgen_bulk.sources import Reader, list_items
 from latentgen_bulk.tokens import write_tokens
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def rows_of(folder: Path, manifest: dict, limit: int | None = None) -> list[dict]:
