@@ -93,9 +93,9 @@ EVALUATION_METHOD = (
 SAMPLES_METHOD = (
     "samples: {n} {conditioning} prior samples ({drawn}), drawn as the service draws them (sample i from seed "
     "{seed} + i); frechet_distance (Heusel et al. 2017) and kid (the unbiased squared MMD with the cubic polynomial "
-    "kernel, Bińkowski et al. 2018; mean and kid_std over kid_blocks disjoint blocks of 1,000) between the samples "
-    "and the real images ({images}), in the features of {space}; reference: the same distances between two "
-    "random halves of the real images"
+    "kernel, Bińkowski et al. 2018, over every pair; kid_std: its standard deviation over kid_blocks disjoint "
+    "blocks of 1,000) between the samples and the real images ({images}), in the features of {space}; reference: "
+    "the same distances between two random halves of the real images"
 )
 SCORE_METHOD = (
     "; inception_score: the Inception Score (Salimans et al. 2016, one split) computed with {classifier} (test "

@@ -158,7 +158,7 @@ def markdown_table(report: dict, pictures: str = "") -> str:
     columns = ("inception_score", "label_accuracy", "frechet_distance")
     linked = " samples |" if pictures else ""
     lines = [
-        "| drawn | guidance | temperature | IS | label accuracy | FD | KID x 1000 |" + linked,
+        "| drawn | guidance | temperature | IS | label accuracy | FD | KID x 1000 (sd over blocks) |" + linked,
         "|---|---:|---:|---:|---:|---:|---:|" + ("---|" if pictures else ""),
     ]
     for row in report["rows"]:
