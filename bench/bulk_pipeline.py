@@ -5,7 +5,8 @@ then a run killed halfway (SIGKILL) and resumed, compared row by row with an uni
 The images are the first N CIFAR-10 training images written as PNGs into class folders (the realistic source: files
 to read and decode). Each pipeline run is a fresh `python -m latentgen_bulk` process (Ray started and stopped with
 it, as a user runs it), timed whole; its peak memory is the largest resident set of its process tree (the driver,
-Ray's own processes and the encoder actors), sampled from /proc.
+Ray's own processes and the encoder actors), sampled from /proc; its pace once running, from the arrival of its
+first shard to that of its last, leaves out the fixed cost of starting.
 
     python -m bench.bulk_pipeline --data ../shared/data/cifar10.npz --images 20000 [--rounds 2]
 """
@@ -60,16 +61,25 @@ def bulk_command(folder: Path, out: Path, workers: int, batch_size: int) -> list
             "--quiet"]  # fmt: skip
 
 
-def timed_pipeline(command: list[str]) -> tuple[float, float]:
-    """(seconds, peak MiB of the process tree) of one run to the end."""
-    started, peak = time.monotonic(), 0
+def timed_pipeline(command: list[str], out: Path, shard_rows: int = 1000) -> tuple[float, float, float]:
+    """(seconds, peak MiB of the process tree, images/s once running) of one run to the end. The rate once running
+    counts the images of every shard after the first, over the time from the first shard's arrival to the last's:
+    the pipeline's pace without Python and Ray starting and the actors opening the package."""
+    started, peak, arrivals = time.monotonic(), 0, {}
     process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL, start_new_session=True)
     while process.poll() is None:
         peak = max(peak, tree_rss_kib(process.pid))
-        time.sleep(0.2)
+        for shard in out.glob("train-*.parquet"):
+            arrivals.setdefault(shard.name, time.monotonic())
+        time.sleep(0.1)
     if process.returncode:
         raise RuntimeError(f"{' '.join(command)} exited {process.returncode}")
-    return time.monotonic() - started, peak / 1024
+    ended = time.monotonic()
+    for shard in out.glob("train-*.parquet"):  # any that came after the last look
+        arrivals.setdefault(shard.name, ended)
+    times = sorted(arrivals.values())
+    rate = (len(times) - 1) * shard_rows / (times[-1] - times[0]) if len(times) > 1 else float("nan")
+    return ended - started, peak / 1024, rate
 
 
 def in_process(folder: Path, batch_size: int) -> float:
@@ -129,27 +139,30 @@ def main() -> None:
         runs: dict[str, list[float]] = {"in-process encoder": [], "pipeline, 1 worker": [], "pipeline, 2 workers": [],
                                         "latentgen encode over HTTP": []}  # fmt: skip
         peaks: dict[str, float] = {}
+        rates: dict[str, list[float]] = {}  # images/s once running
         for r in range(args.rounds):  # in alternation, so that each ratio sees the same minutes of the machine
             runs["in-process encoder"].append(in_process(folder, args.batch_size))
             for workers in (1, 2):
                 name = f"pipeline, {workers} worker{'s' if workers > 1 else ''}"
-                seconds, peak = timed_pipeline(
-                    bulk_command(folder, work / f"out-{workers}-{r}", workers, args.batch_size)
-                )
+                out = work / f"out-{workers}-{r}"
+                seconds, peak, rate = timed_pipeline(bulk_command(folder, out, workers, args.batch_size), out)
                 runs[name].append(seconds)
+                rates.setdefault(name, []).append(rate)
                 peaks[name] = max(peaks.get(name, 0), peak)
             runs["latentgen encode over HTTP"].append(over_http(folder, work / f"http-{r}.npy", args.batch_size))
         at_kill, total = killed_and_resumed(folder, work / "resumed", args.batch_size)
         same = rows(work / "resumed") == rows(work / "out-1-0")
     print(f"{args.images} CIFAR-10 training images as PNG files, {MODEL}, batch size {args.batch_size}, "
           f"{os.cpu_count()} cores; median of {args.rounds} rounds, alternated")  # fmt: skip
-    print("| run | seconds | images/s | vs in-process encoder | peak memory (MiB) |")
-    print("|---|---:|---:|---:|---:|")
+    print("| run | seconds | images/s | vs in-process encoder | once running: images/s | vs encoder | peak MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     base = float(np.median(runs["in-process encoder"]))
     for name, seconds in runs.items():
         middle = float(np.median(seconds))
         peak = f"{peaks[name]:.0f}" if name in peaks else ""
-        print(f"| {name} | {middle:.1f} | {args.images / middle:.0f} | {base / middle:.2f} | {peak} |")
+        rate = float(np.median(rates[name])) if name in rates else None
+        running = f"{rate:.0f} | {rate * base / args.images:.2f}" if rate else " | "
+        print(f"| {name} | {middle:.1f} | {args.images / middle:.0f} | {base / middle:.2f} | {running} | {peak} |")
     print(f"killed with {at_kill} of {total} shards written, then resumed: rows equal to an uninterrupted run: {same}")
 
 

@@ -8,6 +8,7 @@ SOURCE and --out must be paths every node sees (a shared mount, or an object sto
 import hashlib
 import math
 import os
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ from latentgen_bulk.sources import Item, Reader, digest, list_items
 MAX_IMAGE_PIXELS = 4096 * 4096  # as the service's default: larger images are refused from their header
 RUN_PIXELS = 1 << 24  # pixels per encoder run: a batch of large photos runs in parts, so memory stays bounded
 ITEM_FIELDS = ("key", "label", "kind", "path", "part")
+# Batches a worker takes at once, each in a thread of its own: one reads and decodes files while another's batch is
+# in the encoder (onnxruntime lets go of the GIL), so a worker's encoder need not wait on its files. The encoder
+# itself runs one batch at a time: a worker is one encoder, and --workers says how many run side by side.
+CALLS_PER_WORKER = 2
 
 
 def result_schema(kind: str) -> pa.Schema:
@@ -64,17 +69,24 @@ def encoded_row(package: Package, row: dict, data: bytes, values: np.ndarray) ->
 
 
 class EncodeWorker:
-    """A Ray actor: the package opened once, then batches of items -> rows (or errors)."""
+    """A Ray actor: the package opened once, then batches of items -> rows (or errors), CALLS_PER_WORKER batches at
+    a time (a reader each: a reader keeps the container file it last opened), one in the encoder."""
 
     def __init__(self, folder: str, source: str, resize: str, gpus: float):
         self.package = open_package(Path(folder), gpus=gpus)
-        self.reader, self.resize = Reader(source), resize
+        self.source, self.resize, self.local = source, resize, threading.local()
+        self.encoder = threading.Lock()
+
+    def reader(self) -> Reader:
+        if not hasattr(self.local, "reader"):
+            self.local.reader = Reader(self.source)
+        return self.local.reader
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        manifest, done, groups = self.package.manifest, [], defaultdict(list)
+        manifest, done, groups, reader = self.package.manifest, [], defaultdict(list), self.reader()
         for row in batch.to_pylist():
             try:
-                data = self.reader(Item(**{name: row[name] for name in ITEM_FIELDS}))
+                data = reader(Item(**{name: row[name] for name in ITEM_FIELDS}))
                 image = decode_image(data, manifest.image_shape, self.resize, MAX_IMAGE_PIXELS, self.package.stride)
                 groups[image.pixels.shape].append((row, data, image.pixels))
             except (InvalidInputError, OSError, ValueError, KeyError) as error:
@@ -84,7 +96,9 @@ class EncodeWorker:
             step = max(1, RUN_PIXELS // math.prod(shape))
             for start in range(0, len(members), step):
                 part = members[start : start + step]
-                values = self.package.encode(np.stack([pixels for _, _, pixels in part]))
+                stacked = np.stack([pixels for _, _, pixels in part])
+                with self.encoder:
+                    values = self.package.encode(stacked)
                 done += [
                     encoded_row(self.package, row, data, v) for (row, data, _), v in zip(part, values, strict=True)
                 ]
@@ -148,7 +162,9 @@ def run(options: Options, folder: Path, plan: shards.Plan, pending: list[dict], 
                                "gpus": options.gpus_per_worker},
         batch_size=options.batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=options.workers),
+        compute=ray.data.ActorPoolStrategy(
+            size=options.workers, max_concurrent_calls_per_actor=CALLS_PER_WORKER, enable_true_multi_threading=True
+        ),
         num_gpus=options.gpus_per_worker or None,
     )  # fmt: skip
     rows, errors = defaultdict(list), defaultdict(list)
