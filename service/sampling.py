@@ -57,12 +57,11 @@ def sample_vqvae(model: LoadedModel, request: SampleRequest, should_stop: StopFn
     n, prior = request.n, model.manifest.prior
     labels = check_labels(model, request.labels, n)
     seeds = request.seed + np.arange(n, dtype=np.int64)
-    labels_optional = model.manifest.no_label is not None
-    drawn = request.labels is None and labels_optional and prior.unlabelled == "any_class"
+    labels_optional, labelled = model.manifest.no_label is not None, request.labels is not None
+    drawn = not labelled and labels_optional and prior.unlabelled == "any_class"
     if drawn:
         labels = any_classes(seeds, prior.num_classes)
-    guided = labels_optional and (request.labels is not None or drawn)
-    labelled = request.labels is not None
+    guided = labels_optional and (labelled or drawn)
     weight = guidance_weight(model, can_guide=guided, guidance=request.guidance, labelled=labelled)
     temperature = prior.default_temperature(labelled=labelled) if request.temperature is None else request.temperature
     if "prior" not in model.sessions:
