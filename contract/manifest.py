@@ -58,11 +58,20 @@ class PriorSpec(Strict):
     guidance: float = Field(0.0, ge=0)
     temperature: float = Field(1.0, gt=0)  # ... and their temperature (every sample's, on an unconditional prior)
     # How a sample without a label is drawn (labels optional only): from the "no label" class, or from a class drawn
-    # uniformly for each sample (contract.sampling.any_classes), then as a sample of that class, guidance included
+    # for each sample (contract.sampling.any_classes), then as a sample of that class, guidance included ...
     unlabelled: Literal["no_label", "any_class"] = "no_label"
+    # ... with these chances, one per class (the classes' shares of the training images); None: uniformly
+    class_frequencies: list[Annotated[float, Field(ge=0)]] | None = None
     # The guidance (any_class) and temperature of samples without a label; None: the labelled samples' own
     unlabelled_guidance: float | None = Field(None, ge=0)
     unlabelled_temperature: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _frequencies(self) -> "PriorSpec":
+        shares = self.class_frequencies
+        if shares is not None and (len(shares) != self.num_classes or abs(sum(shares) - 1) > 1e-6):
+            raise ValueError(f"class_frequencies must be {self.num_classes} chances that sum to 1")
+        return self
 
     def default_guidance(self, *, labelled: bool) -> float:
         return self.guidance if labelled or self.unlabelled_guidance is None else self.unlabelled_guidance

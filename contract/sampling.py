@@ -11,7 +11,7 @@ guided row runs beside an unlabelled twin, and draws from (1 + w) x its logits -
 p(codes | label) towards codes the label explains; the twin takes the same code. Guidance 0 is plain sampling.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,10 +50,16 @@ class RowSettings:
         )
 
 
-def any_classes(seeds: np.ndarray, num_classes: int) -> np.ndarray:
-    """A class for each sample, uniform, from a stream of its own seed apart from its codes' stream: sampling the joint
-    p(class) p(codes | class), whose codes are a draw from the whole prior, the mixture of the classes."""
-    return np.array([np.random.default_rng([int(s), 1]).integers(num_classes) for s in seeds], np.int64)
+def any_classes(seeds: np.ndarray, num_classes: int, frequencies: Sequence[float] | None = None) -> np.ndarray:
+    """A class for each sample, uniform or with the given chances, from a stream of its own seed apart from its codes'
+    stream: sampling the joint p(class) p(codes | class), whose codes are a draw from the whole prior, the mixture
+    of the classes (weighted as the training images' classes are, when `frequencies` are theirs)."""
+    streams = [np.random.default_rng([int(s), 1]) for s in seeds]
+    if frequencies is None:
+        return np.array([stream.integers(num_classes) for stream in streams], np.int64)
+    bounds = np.cumsum(frequencies)
+    drawn = np.searchsorted(bounds, [stream.random() * bounds[-1] for stream in streams], side="right")
+    return np.minimum(drawn, num_classes - 1).astype(np.int64)
 
 
 def probabilities(logits: np.ndarray, temperature: np.ndarray, top_k: np.ndarray) -> np.ndarray:

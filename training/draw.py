@@ -17,11 +17,13 @@ CHUNK = 250  # samples drawn at once
 @dataclass(frozen=True)
 class Setting:
     """How samples are drawn: with labels cycling through the classes ("labelled"), each with a class drawn for it
-    as the service draws one ("any_class"), as "no label" ("no_label"), or from an unconditional prior ("none")."""
+    as the service draws one ("any_class": uniformly, or with `class_frequencies`), as "no label" ("no_label"), or
+    from an unconditional prior ("none")."""
 
     labels: str
     guidance: float = 0.0
     temperature: float = 1.0
+    class_frequencies: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.labels not in ("labelled", "any_class", "no_label", "none"):
@@ -30,11 +32,14 @@ class Setting:
             raise ValueError(f"guidance must be >= 0 and temperature > 0, got {self.guidance}, {self.temperature}")
         if self.guidance and self.labels not in ("labelled", "any_class"):
             raise ValueError(f"guidance needs labels; {self.labels!r} samples have none")
+        if self.class_frequencies is not None and self.labels != "any_class":
+            raise ValueError(f"class frequencies are the chances of drawn classes; {self.labels!r} samples draw none")
 
     @property
     def name(self) -> str:
         guided = f"-w{self.guidance:g}" if self.labels in ("labelled", "any_class") else ""
-        return f"{self.labels}{guided}-t{self.temperature:g}"
+        weighted = "-data" if self.class_frequencies is not None else ""
+        return f"{self.labels}{weighted}{guided}-t{self.temperature:g}"
 
     def class_labels(self, prior: PixelCNN, n: int, seed: int) -> np.ndarray | None:
         """The label of each of n samples, None for an unconditional prior."""
@@ -42,10 +47,20 @@ class Setting:
         if self.labels == "labelled":
             return np.arange(n) % classes
         if self.labels == "any_class":
-            return any_classes(seed + np.arange(n), classes)
+            return any_classes(seed + np.arange(n), classes, self.class_frequencies)
         if self.labels == "no_label":
             return np.full(n, prior.config.no_label)
         return None
+
+
+def class_frequencies(labels: np.ndarray, num_classes: int) -> tuple[float, ...]:
+    """Each class's share of the known labels (-1: unknown) of the training images: the chances of a class drawn
+    for a sample."""
+    known = np.asarray(labels, np.int64)
+    counts = np.bincount(known[known >= 0], minlength=num_classes)
+    if len(counts) != num_classes or not counts.sum():
+        raise ValueError(f"class frequencies need known labels, all in [0, {num_classes})")
+    return tuple(float(c) for c in counts / counts.sum())
 
 
 @torch.no_grad()

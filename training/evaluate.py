@@ -12,7 +12,7 @@ import torch
 
 from training.checkpoint import load_checkpoint, load_model, upgrade_config
 from training.data import DataOptions, ImageSet, Splits, image_shape, load_splits
-from training.draw import Setting, prior_samples
+from training.draw import Setting, class_frequencies, prior_samples
 from training.metrics.distance import distribution_distances
 from training.metrics.reconstruction import encode_codes, gaussian_bits, prior_nll, reconstruction_metrics
 from training.metrics.samples import Judge, label_accuracy, make_judge, predict_probabilities, sample_quality
@@ -49,10 +49,12 @@ class EvaluateOptions(DataOptions):
     guidance: float = 0.0
     # ... how samples without a label are drawn, no_label | any_class (contract.manifest.PriorSpec.unlabelled) ...
     unlabelled: str = "no_label"
+    # ... with classes drawn (any_class) uniformly or as often as among the training images (uniform | data) ...
+    unlabelled_classes: str = "uniform"
     # ... and their guidance (any_class) and temperature; unset: the labelled samples' own
     unlabelled_guidance: float | None = None
     unlabelled_temperature: float | None = None
-    # A sweep's report (latentgen-train sweep): its chosen defaults replace the five settings above. Export gives
+    # A sweep's report (latentgen-train sweep): its chosen defaults replace the six settings above. Export gives
     # the package the settings it was evaluated with, as the service's defaults.
     defaults: str = ""
     seed: int = 0
@@ -78,11 +80,18 @@ class EvaluateOptions(DataOptions):
         whole = len(self.whole_split(splits))
         return f"{whole} {self.on}" if len(measured) == whole else f"first {len(measured)} of {whole} {self.on}"
 
-    def sampling(self) -> dict:
-        """The five sampling settings, a sweep's choice where --defaults names one."""
+    def sampling(self, train: ImageSet, num_classes: int) -> dict:
+        """The sampling settings, a sweep's choice where --defaults names one, as the package's manifest states
+        them (contract.manifest.PriorSpec): the classes' chances where drawn as often as among `train`'s images."""
         chosen = json.loads(Path(self.defaults).read_text())["chosen"] if self.defaults else {}
         names = ("guidance", "temperature", "unlabelled", "unlabelled_guidance", "unlabelled_temperature")
-        return {name: chosen.get(name, getattr(self, name)) for name in names}
+        sampling = {name: chosen.get(name, getattr(self, name)) for name in names}
+        classes = chosen.get("unlabelled_classes", self.unlabelled_classes)
+        if classes not in ("uniform", "data"):
+            raise ValueError(f"--unlabelled-classes is uniform or data, not {classes!r}")
+        weighted = classes == "data" and sampling["unlabelled"] == "any_class" and num_classes > 0
+        chances = list(class_frequencies(train.labels, num_classes)) if weighted else None
+        return sampling | {"class_frequencies": chances}
 
 
 EVALUATION_METHOD = (
@@ -132,7 +141,7 @@ def evaluate_vqvae(options: EvaluateOptions) -> dict:
     shape = image_shape(vqvae.config)
     splits = load_splits(options, options.seed, shape)
     test = options.measured(splits)
-    sampling = options.sampling()
+    sampling = options.sampling(splits.train, prior.config.num_classes)
     report = {
         "split": options.on,
         "images": len(test),
@@ -187,8 +196,9 @@ def sample_settings(prior: PixelCNN, sampling: dict) -> dict[str, Setting]:
         mode = sampling["unlabelled"]
         unlabelled_guidance = guidance if sampling["unlabelled_guidance"] is None else sampling["unlabelled_guidance"]
         unlabelled_temperature = sampling["unlabelled_temperature"] or temperature
-        guided = unlabelled_guidance if mode == "any_class" else 0.0
-        draws["unlabelled"] = Setting(mode, guided, unlabelled_temperature)
+        drawn = mode == "any_class"
+        chances = tuple(sampling["class_frequencies"]) if drawn and sampling["class_frequencies"] else None
+        draws["unlabelled"] = Setting(mode, unlabelled_guidance if drawn else 0.0, unlabelled_temperature, chances)
     return draws
 
 
@@ -260,7 +270,9 @@ def described(setting: Setting) -> str:
     """A way of drawing samples, in words."""
     words = {
         "labelled": "each as its label",
-        "any_class": "each with a class drawn uniformly first, then drawn as that class",
+        "any_class": "each with a class drawn {} first, then drawn as that class".format(
+            "uniformly" if setting.class_frequencies is None else "as often as among the training images"
+        ),
         "no_label": "as 'no label'",
         "none": "",
     }[setting.labels]

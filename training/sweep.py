@@ -15,7 +15,7 @@ from pathlib import Path
 from contract.images import png_bytes, tile
 from training.checkpoint import load_model
 from training.data import DataOptions, image_shape, load_splits
-from training.draw import Setting, prior_samples
+from training.draw import Setting, class_frequencies, prior_samples
 from training.evaluate import halves_distance, sample_judge, write_report
 from training.models.pixelcnn import PixelCNN
 from training.run import pick_device
@@ -23,9 +23,10 @@ from training.run import pick_device
 RULE = (
     "labelled requests: the setting of least Fréchet distance among those whose label accuracy is at least "
     "{accuracy:g} and whose Inception Score is at least {score:g} (none: the highest label accuracy); requests "
-    "without a label: among every way of drawing them (a class drawn for each sample at each labelled setting, or "
-    "'no label' at each temperature), the least Fréchet distance among those whose Inception Score is at least "
-    "{score:g} (none: the least Fréchet distance); all on the validation split"
+    "without a label: among every way of drawing them (a class drawn for each sample, uniformly or as often as "
+    "among the training images, at each labelled setting, or 'no label' at each temperature), the least Fréchet "
+    "distance among those whose Inception Score is at least {score:g} (none: the least Fréchet distance); all on "
+    "the validation split"
 )
 UNCONDITIONAL_RULE = (
     "the temperature of least Fréchet distance among those whose Inception Score is at least {score:g} (none: the "
@@ -40,6 +41,10 @@ class SweepOptions(DataOptions):
     classifier: str = ""  # as evaluate's: the judge of the samples (none: distances in the pixels' components)
     guidance: str = "0,0.3,1,3"  # the classifier-free guidance weights tried, comma-separated
     temperature: str = "1"  # the temperatures tried, comma-separated
+    # How classes are drawn for samples without a label, comma-separated: uniformly (labelled samples, whose labels
+    # cycle through the classes, stand for them) and/or as often as among the training images (data: drawn at
+    # each guidance and temperature)
+    unlabelled_classes: str = "uniform"
     samples: int = 5000  # per setting
     seed: int = 10_000  # sample i of each setting from seed + i: other seeds than evaluate's
     # The rule's floors: label accuracy of labelled samples, and the Inception Score of any chosen setting
@@ -59,20 +64,33 @@ def numbers(text: str, name: str) -> list[float]:
     return values
 
 
-def sweep_settings(prior: PixelCNN, guidances: list[float], temperatures: list[float]) -> list[Setting]:
+def sweep_settings(
+    prior: PixelCNN, guidances: list[float], temperatures: list[float], frequencies: tuple[float, ...] | None = None
+) -> list[Setting]:
     """Every setting the prior can be drawn at: labelled samples at each guidance (guidance needs a prior that
-    learnt "no label") and temperature, and "no label" at each temperature; one per temperature when unconditional."""
+    learnt "no label") and temperature, and "no label" at each temperature (with `frequencies`, also classes drawn
+    with those chances at each guidance and temperature); one per temperature when unconditional."""
     if not prior.config.num_classes:
         return [Setting("none", temperature=t) for t in temperatures]
     if prior.config.no_label is None:
         return [Setting("labelled", temperature=t) for t in temperatures]
     labelled = [Setting("labelled", g, t) for g in guidances for t in temperatures]
-    return labelled + [Setting("no_label", temperature=t) for t in temperatures]
+    weighted = [Setting("any_class", g, t, frequencies) for g in guidances for t in temperatures] if frequencies else []
+    return labelled + weighted + [Setting("no_label", temperature=t) for t in temperatures]
+
+
+def drawn_classes(text: str) -> set[str]:
+    """The ways --unlabelled-classes names of drawing classes for samples without a label."""
+    named = {part.strip() for part in text.split(",") if part.strip()}
+    if not named or not named <= {"uniform", "data"}:
+        raise ValueError(f"--unlabelled-classes takes uniform, data or both (comma-separated), got {text!r}")
+    return named
 
 
 def choose(rows: list[dict], options: SweepOptions) -> dict:
-    """The defaults the rule (RULE) picks from the sweep's rows; for labelled requests, the classes drawn for
-    samples without a label are assumed to behave as labels cycling through the classes do."""
+    """The defaults the rule (RULE) picks from the sweep's rows; for requests without a label, labelled samples
+    stand for classes drawn uniformly (where --unlabelled-classes names uniform), as their labels cycle through the
+    classes."""
 
     def least_distance(candidates: list[dict]) -> dict:
         return min(candidates, key=lambda row: row["metrics"]["frechet_distance"])
@@ -89,10 +107,13 @@ def choose(rows: list[dict], options: SweepOptions) -> dict:
     defaults = {"guidance": best["guidance"], "temperature": best["temperature"]}
     if not any(row["labels"] == "no_label" for row in rows):
         return defaults
-    unlabelled = least_distance([row for row in rows if scores(row)] or rows)
+    uniform = "uniform" in drawn_classes(options.unlabelled_classes)
+    ways = [row for row in rows if row["labels"] != "labelled" or uniform]
+    unlabelled = least_distance([row for row in ways if scores(row)] or ways)
     mode = "no_label" if unlabelled["labels"] == "no_label" else "any_class"
     return defaults | {
         "unlabelled": mode,
+        "unlabelled_classes": "data" if unlabelled.get("class_frequencies") else "uniform",
         "unlabelled_guidance": unlabelled["guidance"],
         "unlabelled_temperature": unlabelled["temperature"],
     }
@@ -114,7 +135,10 @@ def run_sweep(options: SweepOptions) -> dict:
         "data_split": splits.split, "samples": options.samples, "seed": options.seed,
     }  # fmt: skip
     rows = earlier_rows(out / "sweep.json", identity)
-    settings = sweep_settings(prior, numbers(options.guidance, "guidance"), numbers(options.temperature, "temperature"))
+    weighted = "data" in drawn_classes(options.unlabelled_classes)
+    frequencies = class_frequencies(splits.train.labels, prior.config.num_classes) if weighted else None
+    guidances, temperatures = numbers(options.guidance, "guidance"), numbers(options.temperature, "temperature")
+    settings = sweep_settings(prior, guidances, temperatures, frequencies)
     todo = [setting for setting in settings if setting.name not in {row["name"] for row in rows}]
     report = {
         "split": "validation",
@@ -166,10 +190,8 @@ def markdown_table(report: dict, pictures: str = "") -> str:
         cells = [f"{m[c]:.3f}" if c in m else "" for c in columns]
         kid = f"{1000 * m['kid']:.1f} ± {1000 * m['kid_std']:.1f}"
         link = f" [{row['name']}]({pictures}/{row['picture']}) |" if pictures else ""
+        drawn = row["labels"] + (" (training shares)" if row.get("class_frequencies") else "")
         lines.append(
-            f"| {row['labels']} | {row['guidance']:g} | {row['temperature']:g} | "
-            + " | ".join(cells)
-            + f" | {kid} |"
-            + link
+            f"| {drawn} | {row['guidance']:g} | {row['temperature']:g} | " + " | ".join(cells) + f" | {kid} |" + link
         )
     return "\n".join(lines)

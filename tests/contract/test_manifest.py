@@ -38,3 +38,14 @@ def test_graph_files_must_be_listed_with_digests(manifest_data: dict) -> None:
     graphs = {k: v for k, v in manifest_data["graphs"].items() if k != "decoder"}
     with pytest.raises(ValidationError, match="decoder"):
         Manifest.model_validate({**manifest_data, "graphs": graphs})
+
+
+def test_class_frequencies_are_one_chance_per_class_summing_to_one(manifest_data: dict) -> None:
+    classes = manifest_data["prior"]["num_classes"]
+    assert classes > 1
+    fair = [1 / classes] * classes
+    prior = {**manifest_data["prior"], "class_frequencies": fair}
+    assert Manifest.model_validate({**manifest_data, "prior": prior}).prior.class_frequencies == fair
+    for wrong in (fair[:-1], [2 / classes] * classes, [-1.0] + [2 / (classes - 1)] * (classes - 1)):
+        with pytest.raises(ValidationError, match="class_frequencies|greater than or equal"):
+            Manifest.model_validate({**manifest_data, "prior": {**prior, "class_frequencies": wrong}})

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from contract.sampling import draw, probabilities, sample_codes
+from contract.sampling import any_classes, draw, probabilities, sample_codes
 
 
 def test_temperature_sharpens_and_top_k_truncates_row_by_row() -> None:
@@ -80,3 +80,16 @@ def test_guidance_draws_from_the_guided_logits_with_each_rows_own_stream() -> No
     assert not np.array_equal(guided, sample_codes(labelled_prior, start, mask, seed=7, labels=labels))
     with pytest.raises(ValueError, match="guidance needs labels"):
         sample_codes(labelled_prior, start, mask, seed=7, guidance=1.0)
+
+
+def test_classes_drawn_for_unlabelled_samples_follow_the_chances_given_else_are_uniform() -> None:
+    seeds = np.arange(20_000)
+    uniform = any_classes(seeds, 4)
+    # Uniform draws stay what packages without chances have always drawn: the integers of each seed's class stream.
+    assert list(uniform[:50]) == [np.random.default_rng([int(s), 1]).integers(4) for s in seeds[:50]]
+    chances = [0.5, 0.0, 0.3, 0.2]
+    weighted = any_classes(seeds, 4, chances)
+    shares = np.bincount(weighted, minlength=4) / len(seeds)
+    assert shares[1] == 0  # a class of no chance is never drawn
+    assert np.abs(shares - chances).max() < 0.015
+    assert (any_classes(seeds[7:9], 4, chances) == weighted[7:9]).all()  # each sample's class is its own seed's

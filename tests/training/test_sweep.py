@@ -6,14 +6,17 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from contract.manifest import read_manifest
+from contract.sampling import any_classes
 from service.config import Settings
 from service.registry import Registry
 from service.sampling import SampleRequest, sample
 from tests.conftest import DATA, TinyPipeline
 from training import sweep
+from training.draw import class_frequencies
 from training.evaluate import EvaluateOptions, evaluate_vqvae
 from training.export.package import ExportOptions
 from training.export.vqvae import export_vqvae
@@ -24,7 +27,10 @@ def row(labels: str, guidance: float, temperature: float, fd: float, accuracy: f
     metrics = {"frechet_distance": fd, "inception_score": score, "kid": 0.0, "kid_std": 0.0}
     if labels == "labelled":
         metrics["label_accuracy"] = accuracy
-    return {"labels": labels, "guidance": guidance, "temperature": temperature, "metrics": metrics}
+    chances = [0.6, 0.4] if labels == "any_class" else None  # classes drawn as often as among training images
+    return {"labels": labels, "guidance": guidance, "temperature": temperature, "metrics": metrics} | (
+        {"class_frequencies": chances} if chances else {}
+    )
 
 
 def test_the_rule_picks_the_least_distance_among_the_settings_that_meet_the_floors() -> None:
@@ -40,6 +46,7 @@ def test_the_rule_picks_the_least_distance_among_the_settings_that_meet_the_floo
         "guidance": 1,
         "temperature": 1,
         "unlabelled": "any_class",  # a class drawn for each sample at guidance 0: the least distance overall
+        "unlabelled_classes": "uniform",  # as uniformly as labelled samples' labels cycle
         "unlabelled_guidance": 0,
         "unlabelled_temperature": 1,
     }
@@ -47,6 +54,25 @@ def test_the_rule_picks_the_least_distance_among_the_settings_that_meet_the_floo
     assert strict["guidance"] == 3  # none qualifies: the highest label accuracy
     rows[0]["metrics"]["inception_score"] = 8.0
     assert choose(rows, options)["unlabelled"] == "no_label"  # now "no label" is the closest that scores enough
+    rows.append(row("any_class", 0.3, 1, fd=0.45, score=9.2))  # classes drawn with the training images' shares
+    weighted = choose(rows, options)
+    assert (weighted["unlabelled"], weighted["unlabelled_classes"], weighted["unlabelled_guidance"]) == (
+        "any_class", "data", 0.3
+    )  # fmt: skip
+    rows[0]["metrics"]["inception_score"] = 9.0  # labelled w0 is closest again, but stands for uniform classes ...
+    assert choose(rows, options)["unlabelled_classes"] == "uniform"
+    only_data = choose(rows, replace(options, unlabelled_classes="data"))  # ... which this sweep did not ask for
+    assert (only_data["unlabelled_classes"], only_data["guidance"]) == ("data", 1)
+    with pytest.raises(ValueError, match="uniform, data or both"):
+        choose(rows, replace(options, unlabelled_classes="often"))
+
+
+def test_class_frequencies_are_the_shares_of_the_known_labels() -> None:
+    assert class_frequencies(np.array([0, 2, 2, -1, 2, 0]), 4) == (0.4, 0.0, 0.6, 0.0)  # -1: unknown, not counted
+    with pytest.raises(ValueError, match="known labels"):
+        class_frequencies(np.array([0, 5]), 4)
+    with pytest.raises(ValueError, match="known labels"):
+        class_frequencies(np.array([-1, -1]), 4)
 
 
 def test_an_unconditional_prior_chooses_a_temperature_only() -> None:
@@ -101,6 +127,12 @@ def test_a_second_sweep_into_the_folder_adds_its_rows_and_measures_only_new_sett
     assert [setting.name for setting in drawn] == ["labelled-w2-t1"]  # the others were measured before
     assert len(after["rows"]) == len(before["rows"]) + 1
     assert [row for row in after["rows"] if row["name"] != "labelled-w2-t1"] == before["rows"]
+    weighted = run_sweep(replace(options, guidance="1", unlabelled_classes="uniform,data"))
+    assert [setting.name for setting in drawn[1:]] == ["any_class-data-w1-t1"]
+    added = next(row for row in weighted["rows"] if row["name"] == "any_class-data-w1-t1")
+    assert len(added["class_frequencies"]) == 10 and abs(sum(added["class_frequencies"]) - 1) < 1e-9
+    assert "label_accuracy" in added["metrics"]  # the classes drawn are known, so the judge checks them too
+    assert "(training shares)" in markdown_table(weighted)
     with pytest.raises(FileExistsError, match="other models"):
         run_sweep(replace(options, samples=31))
     with pytest.raises(ValueError, match="at least 1"):
@@ -114,7 +146,7 @@ def test_the_chosen_defaults_travel_through_evaluate_and_export_to_the_service(
     # Defaults that differ between labelled and unlabelled samples, so that following the wrong one shows.
     sweep = json.loads((swept / "sweep.json").read_text())
     sweep["chosen"] = chosen | {"guidance": 1.0, "temperature": 0.8, "unlabelled": "any_class"}
-    sweep["chosen"] |= {"unlabelled_guidance": 0.0, "unlabelled_temperature": 1.0}
+    sweep["chosen"] |= {"unlabelled_guidance": 0.0, "unlabelled_temperature": 1.0, "unlabelled_classes": "data"}
     (tmp_path / "sweep.json").write_text(json.dumps(sweep))
     report = evaluate_vqvae(
         EvaluateOptions(
@@ -123,7 +155,9 @@ def test_the_chosen_defaults_travel_through_evaluate_and_export_to_the_service(
             device="cpu", out=str(tmp_path / "evaluation.json"),
         )
     )  # fmt: skip
-    assert report["sampling"] == sweep["chosen"]
+    frequencies = report["sampling"].pop("class_frequencies")
+    assert report["sampling"] | {"unlabelled_classes": "data"} == sweep["chosen"]
+    assert len(frequencies) == 10 and abs(sum(frequencies) - 1) < 1e-9  # the training split's classes' shares
     assert {"frechet_distance", "kid", "unconditional_frechet_distance", "unconditional_kid"} <= set(report["metrics"])
     assert "temperature 0.8" in report["method"] and "w = 1" in report["method"]
     package = export_vqvae(
@@ -135,6 +169,7 @@ def test_the_chosen_defaults_travel_through_evaluate_and_export_to_the_service(
     prior = read_manifest(package).prior
     assert (prior.guidance, prior.temperature, prior.unlabelled) == (1.0, 0.8, "any_class")
     assert (prior.unlabelled_guidance, prior.unlabelled_temperature) == (0.0, 1.0)
+    assert prior.class_frequencies == frequencies
     registry = Registry(Settings(MODELS_DIR=tmp_path / "models"))
     registry.load()
     try:
@@ -144,6 +179,7 @@ def test_the_chosen_defaults_travel_through_evaluate_and_export_to_the_service(
         asked = sample(model, SampleRequest(n=3, seed=5, labels=[2], guidance=1.0, temperature=0.8))
         assert (labelled["guidance"], labelled["temperature"]) == (1.0, 0.8)
         assert (unlabelled["guidance"], unlabelled["temperature"]) == (0.0, 1.0)
+        assert (unlabelled["labels"] == any_classes(5 + np.arange(3), 10, frequencies)).all()
         assert (labelled["codes"] == asked["codes"]).all()  # the defaults are what asking for them gives
     finally:
         registry.close()
