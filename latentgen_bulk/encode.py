@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,26 +134,41 @@ def start_ray(address: str | None) -> None:
         address=address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
         logging_level="WARNING",
     )  # fmt: skip
-    ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts images
 
 
 def encode(options: Options) -> dict:
-    """Runs (or resumes) the encode; returns the finished folder's manifest, with `seconds` and `skipped` added."""
+    """Runs (or resumes) the encode; returns the finished folder's manifest, with `seconds` and `skipped` added.
+    Ray starts while a thread lists the source and imports Ray Data: starting Ray mostly waits on its processes."""
     started = time.monotonic()
     folder = package_folder(options.models_dir, options.model, options.version)
-    plan, items = make_plan(options, folder)
-    written = shards.start(options.out, plan)
-    pending = [{"index": i, **item.record()} for i, item in enumerate(items) if plan.shard(i) not in written]
+    finished = (options.out / shards.MANIFEST).is_file()  # run again once done: most likely nothing to encode
+    with ThreadPoolExecutor(1) as background:
+        planning = background.submit(planned, options, folder, prepare_ray_data=not finished)
+        if not finished:
+            start_ray(options.address)
+        plan, items, pending = planning.result()
     if pending:
         run(options, folder, plan, pending, done=len(items) - len(pending))
     manifest = shards.finish(options.out, plan)
     return {**manifest, "seconds": time.monotonic() - started, "skipped": len(items) - len(pending)}
 
 
-def run(options: Options, folder: Path, plan: shards.Plan, pending: list[dict], done: int) -> None:
-    import ray
+def planned(
+    options: Options, folder: Path, *, prepare_ray_data: bool = False
+) -> tuple[shards.Plan, list[Item], list[dict]]:
+    """The plan, its items and the records of those whose shards are still to write."""
+    plan, items = make_plan(options, folder)
+    written = shards.start(options.out, plan)
+    if prepare_ray_data:
+        import ray.data  # noqa: F401  (seconds of imports, done while Ray starts)
+    return plan, items, [{"index": i, **item.record()} for i, item in enumerate(items) if plan.shard(i) not in written]
 
-    start_ray(options.address)
+
+def run(options: Options, folder: Path, plan: shards.Plan, pending: list[dict], done: int) -> None:
+    import ray.data
+
+    start_ray(options.address)  # at once if it started beside the plan
+    ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts images
     expected = defaultdict(int)
     for row in pending:
         expected[plan.shard(row["index"])] += 1

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from contract.images import decode_image, encode_png
+from latentgen_bulk import encode as bulk_encode
 from latentgen_bulk.__main__ import main
 from latentgen_bulk.package import open_package
 from latentgen_bulk.tokens import Vocab, grid
@@ -133,6 +134,20 @@ def test_another_model_or_plan_is_refused_in_the_same_folder(
               str(encoded), "--quiet"])  # fmt: skip
     with pytest.raises(SystemExit, match="shard_rows"):
         run_encode(tiny_pipeline, images, encoded, "--shard-rows", "20")
+
+
+def test_a_finished_folder_run_again_starts_no_ray_and_keeps_its_shards(
+    tiny_pipeline: TinyPipeline, images: Path, encoded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = {path.name: path.stat().st_mtime_ns for path in encoded.iterdir() if path.suffix == ".parquet"}
+    monkeypatch.setattr(bulk_encode, "start_ray", lambda address: pytest.fail("Ray started for a finished folder"))
+    run_encode(tiny_pipeline, images, encoded, "--workers", "2", "--batch-size", "7", "--shard-rows", "10")
+    assert {path.name: path.stat().st_mtime_ns for path in encoded.iterdir() if path.suffix == ".parquet"} == before
+    monkeypatch.undo()
+    everything = rows(encoded)
+    (encoded / sorted(before)[2]).unlink()  # a shard lost after the run finished: Ray starts, and it comes back
+    run_encode(tiny_pipeline, images, encoded, "--workers", "2", "--batch-size", "7", "--shard-rows", "10")
+    assert rows(encoded) == everything
 
 
 def test_verify_passes_and_fails_after_one_flipped_byte(
