@@ -6,6 +6,7 @@ SOURCE and --out must be paths every node sees (a shared mount, or an object sto
 """
 
 import hashlib
+import importlib
 import math
 import os
 import threading
@@ -143,8 +144,9 @@ def encode(options: Options) -> dict:
     folder = package_folder(options.models_dir, options.model, options.version)
     finished = (options.out / shards.MANIFEST).is_file()  # run again once done: most likely nothing to encode
     with ThreadPoolExecutor(1) as background:
-        planning = background.submit(planned, options, folder, prepare_ray_data=not finished)
+        planning = background.submit(planned, options, folder)
         if not finished:
+            background.submit(importlib.import_module, "ray.data")  # seconds of imports, after the plan
             start_ray(options.address)
         plan, items, pending = planning.result()
     if pending:
@@ -153,14 +155,10 @@ def encode(options: Options) -> dict:
     return {**manifest, "seconds": time.monotonic() - started, "skipped": len(items) - len(pending)}
 
 
-def planned(
-    options: Options, folder: Path, *, prepare_ray_data: bool = False
-) -> tuple[shards.Plan, list[Item], list[dict]]:
+def planned(options: Options, folder: Path) -> tuple[shards.Plan, list[Item], list[dict]]:
     """The plan, its items and the records of those whose shards are still to write."""
     plan, items = make_plan(options, folder)
     written = shards.start(options.out, plan)
-    if prepare_ray_data:
-        import ray.data  # noqa: F401  (seconds of imports, done while Ray starts)
     return plan, items, [{"index": i, **item.record()} for i, item in enumerate(items) if plan.shard(i) not in written]
 
 

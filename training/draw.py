@@ -12,6 +12,8 @@ from training.models.pixelcnn_steps import torch_steps
 from training.models.vq_vae import VQVAE
 
 CHUNK = 250  # samples drawn at once
+# How classes drawn for samples without a label are weighted: uniformly, or as often as among the training images
+CLASS_DRAWS = ("uniform", "data")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 
 from training.checkpoint import load_checkpoint, load_model, upgrade_config
 from training.data import DataOptions, ImageSet, Splits, image_shape, load_splits
-from training.draw import Setting, class_frequencies, prior_samples
+from training.draw import CLASS_DRAWS, Setting, class_frequencies, prior_samples
 from training.metrics.distance import distribution_distances
 from training.metrics.reconstruction import encode_codes, gaussian_bits, prior_nll, reconstruction_metrics
 from training.metrics.samples import Judge, label_accuracy, make_judge, predict_probabilities, sample_quality
@@ -87,7 +87,7 @@ class EvaluateOptions(DataOptions):
         names = ("guidance", "temperature", "unlabelled", "unlabelled_guidance", "unlabelled_temperature")
         sampling = {name: chosen.get(name, getattr(self, name)) for name in names}
         classes = chosen.get("unlabelled_classes", self.unlabelled_classes)
-        if classes not in ("uniform", "data"):
+        if classes not in CLASS_DRAWS:
             raise ValueError(f"--unlabelled-classes is uniform or data, not {classes!r}")
         weighted = classes == "data" and sampling["unlabelled"] == "any_class" and num_classes > 0
         chances = list(class_frequencies(train.labels, num_classes)) if weighted else None
@@ -196,9 +196,9 @@ def sample_settings(prior: PixelCNN, sampling: dict) -> dict[str, Setting]:
         mode = sampling["unlabelled"]
         unlabelled_guidance = guidance if sampling["unlabelled_guidance"] is None else sampling["unlabelled_guidance"]
         unlabelled_temperature = sampling["unlabelled_temperature"] or temperature
-        drawn = mode == "any_class"
-        chances = tuple(sampling["class_frequencies"]) if drawn and sampling["class_frequencies"] else None
-        draws["unlabelled"] = Setting(mode, unlabelled_guidance if drawn else 0.0, unlabelled_temperature, chances)
+        chances = tuple(sampling["class_frequencies"]) if sampling["class_frequencies"] else None  # any_class only
+        guided = unlabelled_guidance if mode == "any_class" else 0.0
+        draws["unlabelled"] = Setting(mode, guided, unlabelled_temperature, chances)
     return draws
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from contract.images import png_bytes, tile
 from training.checkpoint import load_model
 from training.data import DataOptions, image_shape, load_splits
-from training.draw import Setting, class_frequencies, prior_samples
+from training.draw import CLASS_DRAWS, Setting, class_frequencies, prior_samples
 from training.evaluate import halves_distance, sample_judge, write_report
 from training.models.pixelcnn import PixelCNN
 from training.run import pick_device
@@ -82,7 +82,7 @@ def sweep_settings(
 def drawn_classes(text: str) -> set[str]:
     """The ways --unlabelled-classes names of drawing classes for samples without a label."""
     named = {part.strip() for part in text.split(",") if part.strip()}
-    if not named or not named <= {"uniform", "data"}:
+    if not named or not named <= set(CLASS_DRAWS):
         raise ValueError(f"--unlabelled-classes takes uniform, data or both (comma-separated), got {text!r}")
     return named
 
