@@ -62,6 +62,9 @@ class PriorSpec(Strict):
     unlabelled: Literal["no_label", "any_class"] = "no_label"
     # ... with these chances, one per class (the classes' shares of the training images); None: uniformly
     class_frequencies: list[Annotated[float, Field(ge=0)]] | None = None
+    # ... each seed's on its own ("independent"), or stratified over blocks of num_classes consecutive seeds, each
+    # block holding every class once when uniform ("stratified"; contract.sampling.any_classes)
+    class_draw: Literal["independent", "stratified"] = "independent"
     # The guidance (any_class) and temperature of samples without a label; None: the labelled samples' own
     unlabelled_guidance: float | None = Field(None, ge=0)
     unlabelled_temperature: float | None = Field(None, gt=0)

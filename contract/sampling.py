@@ -50,15 +50,34 @@ class RowSettings:
         )
 
 
-def any_classes(seeds: np.ndarray, num_classes: int, frequencies: Sequence[float] | None = None) -> np.ndarray:
+def any_classes(
+    seeds: np.ndarray, num_classes: int, frequencies: Sequence[float] | None = None, *, stratified: bool = False
+) -> np.ndarray:
     """A class for each sample, uniform or with the given chances, from a stream of its own seed apart from its codes'
     stream: sampling the joint p(class) p(codes | class), whose codes are a draw from the whole prior, the mixture
-    of the classes (weighted as the training images' classes are, when `frequencies` are theirs)."""
-    streams = [np.random.default_rng([int(s), 1]) for s in seeds]
-    if frequencies is None:
-        return np.array([stream.integers(num_classes) for stream in streams], np.int64)
+    of the classes (weighted as the training images' classes are, when `frequencies` are theirs).
+
+    Stratified, the seeds fall in blocks of K = `num_classes` (seeds bK to bK + K - 1) whose seeds take the K equal
+    slices of [0, 1) in an order drawn for the block, and each its class at a point of its slice: every seed's class
+    still has the given chances, and a block of uniform draws holds every class once, as the labelled samples that
+    the sampling defaults are chosen on do (with chances, the classes' shares stray far less than independent
+    draws')."""
+    seeds = [int(s) for s in seeds]
+    if stratified:
+        orders = {
+            block: np.random.default_rng([block, 2]).permutation(num_classes)
+            for block in {s // num_classes for s in seeds}
+        }
+        slices = np.array([orders[s // num_classes][s % num_classes] for s in seeds], np.int64)
+        if frequencies is None:
+            return slices
+        points = (slices + [np.random.default_rng([s, 1]).random() for s in seeds]) / num_classes
+    elif frequencies is None:
+        return np.array([np.random.default_rng([s, 1]).integers(num_classes) for s in seeds], np.int64)
+    else:
+        points = np.array([np.random.default_rng([s, 1]).random() for s in seeds])
     bounds = np.cumsum(frequencies)
-    drawn = np.searchsorted(bounds, [stream.random() * bounds[-1] for stream in streams], side="right")
+    drawn = np.searchsorted(bounds, points * bounds[-1], side="right")
     return np.minimum(drawn, num_classes - 1).astype(np.int64)
 
 

@@ -60,7 +60,8 @@ def sample_vqvae(model: LoadedModel, request: SampleRequest, should_stop: StopFn
     labels_optional, labelled = model.manifest.no_label is not None, request.labels is not None
     drawn = not labelled and labels_optional and prior.unlabelled == "any_class"
     if drawn:
-        labels = any_classes(seeds, prior.num_classes, prior.class_frequencies)
+        stratified = prior.class_draw == "stratified"
+        labels = any_classes(seeds, prior.num_classes, prior.class_frequencies, stratified=stratified)
     guided = labels_optional and (labelled or drawn)
     weight = guidance_weight(model, can_guide=guided, guidance=request.guidance, labelled=labelled)
     temperature = prior.default_temperature(labelled=labelled) if request.temperature is None else request.temperature

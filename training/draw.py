@@ -19,13 +19,15 @@ CLASS_DRAWS = ("uniform", "data")
 @dataclass(frozen=True)
 class Setting:
     """How samples are drawn: with labels cycling through the classes ("labelled"), each with a class drawn for it
-    as the service draws one ("any_class": uniformly, or with `class_frequencies`), as "no label" ("no_label"), or
-    from an unconditional prior ("none")."""
+    as the service draws one ("any_class": uniformly, or with `class_frequencies`; each seed's on its own, or
+    `stratified` over blocks of consecutive seeds), as "no label" ("no_label"), or from an unconditional prior
+    ("none")."""
 
     labels: str
     guidance: float = 0.0
     temperature: float = 1.0
     class_frequencies: tuple[float, ...] | None = None
+    stratified: bool = False
 
     def __post_init__(self) -> None:
         if self.labels not in ("labelled", "any_class", "no_label", "none"):
@@ -34,14 +36,15 @@ class Setting:
             raise ValueError(f"guidance must be >= 0 and temperature > 0, got {self.guidance}, {self.temperature}")
         if self.guidance and self.labels not in ("labelled", "any_class"):
             raise ValueError(f"guidance needs labels; {self.labels!r} samples have none")
-        if self.class_frequencies is not None and self.labels != "any_class":
-            raise ValueError(f"class frequencies are the chances of drawn classes; {self.labels!r} samples draw none")
+        if (self.class_frequencies is not None or self.stratified) and self.labels != "any_class":
+            raise ValueError(f"frequencies and strata are of drawn classes; {self.labels!r} samples draw none")
 
     @property
     def name(self) -> str:
         guided = f"-w{self.guidance:g}" if self.labels in ("labelled", "any_class") else ""
         weighted = "-data" if self.class_frequencies is not None else ""
-        return f"{self.labels}{weighted}{guided}-t{self.temperature:g}"
+        stratified = "-stratified" if self.stratified else ""
+        return f"{self.labels}{weighted}{stratified}{guided}-t{self.temperature:g}"
 
     def class_labels(self, prior: PixelCNN, n: int, seed: int) -> np.ndarray | None:
         """The label of each of n samples, None for an unconditional prior."""
@@ -49,7 +52,7 @@ class Setting:
         if self.labels == "labelled":
             return np.arange(n) % classes
         if self.labels == "any_class":
-            return any_classes(seed + np.arange(n), classes, self.class_frequencies)
+            return any_classes(seed + np.arange(n), classes, self.class_frequencies, stratified=self.stratified)
         if self.labels == "no_label":
             return np.full(n, prior.config.no_label)
         return None

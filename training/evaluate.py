@@ -51,6 +51,8 @@ class EvaluateOptions(DataOptions):
     unlabelled: str = "no_label"
     # ... with classes drawn (any_class) uniformly or as often as among the training images (uniform | data) ...
     unlabelled_classes: str = "uniform"
+    # ... each sample's class on its own or stratified over blocks of consecutive seeds (independent | stratified) ...
+    class_draw: str = "independent"
     # ... and their guidance (any_class) and temperature; unset: the labelled samples' own
     unlabelled_guidance: float | None = None
     unlabelled_temperature: float | None = None
@@ -89,9 +91,12 @@ class EvaluateOptions(DataOptions):
         classes = chosen.get("unlabelled_classes", self.unlabelled_classes)
         if classes not in CLASS_DRAWS:
             raise ValueError(f"--unlabelled-classes is uniform or data, not {classes!r}")
-        weighted = classes == "data" and sampling["unlabelled"] == "any_class" and num_classes > 0
-        chances = list(class_frequencies(train.labels, num_classes)) if weighted else None
-        return sampling | {"class_frequencies": chances}
+        draw = chosen.get("class_draw", self.class_draw)
+        if draw not in ("independent", "stratified"):
+            raise ValueError(f"--class-draw is independent or stratified, not {draw!r}")
+        drawn = sampling["unlabelled"] == "any_class" and num_classes > 0
+        chances = list(class_frequencies(train.labels, num_classes)) if drawn and classes == "data" else None
+        return sampling | {"class_frequencies": chances, "class_draw": draw if drawn else None}
 
 
 EVALUATION_METHOD = (
@@ -198,7 +203,8 @@ def sample_settings(prior: PixelCNN, sampling: dict) -> dict[str, Setting]:
         unlabelled_temperature = sampling["unlabelled_temperature"] or temperature
         chances = tuple(sampling["class_frequencies"]) if sampling["class_frequencies"] else None  # any_class only
         guided = unlabelled_guidance if mode == "any_class" else 0.0
-        draws["unlabelled"] = Setting(mode, guided, unlabelled_temperature, chances)
+        stratified = sampling["class_draw"] == "stratified"
+        draws["unlabelled"] = Setting(mode, guided, unlabelled_temperature, chances, stratified)
     return draws
 
 
@@ -270,8 +276,9 @@ def described(setting: Setting) -> str:
     """A way of drawing samples, in words."""
     words = {
         "labelled": "each as its label",
-        "any_class": "each with a class drawn {} first, then drawn as that class".format(
-            "uniformly" if setting.class_frequencies is None else "as often as among the training images"
+        "any_class": "each with a class drawn {}{} first, then drawn as that class".format(
+            "uniformly" if setting.class_frequencies is None else "as often as among the training images",
+            " (stratified over blocks of as many consecutive seeds as classes)" if setting.stratified else "",
         ),
         "no_label": "as 'no label'",
         "none": "",

@@ -23,11 +23,12 @@ from training.run import pick_device
 RULE = (
     "labelled requests: the setting of least Fréchet distance among those whose label accuracy is at least "
     "{accuracy:g} and whose Inception Score is at least {score:g} (none: the highest label accuracy); requests "
-    "without a label: among every way of drawing them (a class drawn for each sample, uniformly or as often as "
-    "among the training images, at each labelled setting, or 'no label' at each temperature), the least Fréchet "
+    "without a label: among every way of drawing them (a class drawn for each sample, {classes}, stratified over "
+    "blocks of consecutive seeds, at each labelled setting, or 'no label' at each temperature), the least Fréchet "
     "distance among those whose Inception Score is at least {score:g} (none: the least Fréchet distance); all on "
     "the validation split"
 )
+CLASSES = {"uniform": "uniformly", "data": "as often as among the training images"}
 UNCONDITIONAL_RULE = (
     "the temperature of least Fréchet distance among those whose Inception Score is at least {score:g} (none: the "
     "least Fréchet distance), on the validation split"
@@ -43,7 +44,8 @@ class SweepOptions(DataOptions):
     temperature: str = "1"  # the temperatures tried, comma-separated
     # How classes are drawn for samples without a label, comma-separated: uniformly (labelled samples, whose labels
     # cycle through the classes, stand for them) and/or as often as among the training images (data: drawn at
-    # each guidance and temperature)
+    # each guidance and temperature); stratified over blocks of consecutive seeds either way, as the chosen
+    # defaults then draw them (contract.sampling.any_classes)
     unlabelled_classes: str = "uniform"
     samples: int = 5000  # per setting
     seed: int = 10_000  # sample i of each setting from seed + i: other seeds than evaluate's
@@ -74,8 +76,9 @@ def sweep_settings(
         return [Setting("none", temperature=t) for t in temperatures]
     if prior.config.no_label is None:
         return [Setting("labelled", temperature=t) for t in temperatures]
-    labelled = [Setting("labelled", g, t) for g in guidances for t in temperatures]
-    weighted = [Setting("any_class", g, t, frequencies) for g in guidances for t in temperatures] if frequencies else []
+    pairs = [(g, t) for g in guidances for t in temperatures]
+    labelled = [Setting("labelled", g, t) for g, t in pairs]
+    weighted = [Setting("any_class", g, t, frequencies, stratified=True) for g, t in pairs if frequencies]
     return labelled + weighted + [Setting("no_label", temperature=t) for t in temperatures]
 
 
@@ -114,6 +117,7 @@ def choose(rows: list[dict], options: SweepOptions) -> dict:
     return defaults | {
         "unlabelled": mode,
         "unlabelled_classes": "data" if unlabelled.get("class_frequencies") else "uniform",
+        "class_draw": "stratified",
         "unlabelled_guidance": unlabelled["guidance"],
         "unlabelled_temperature": unlabelled["temperature"],
     }
@@ -147,7 +151,11 @@ def run_sweep(options: SweepOptions) -> dict:
         "reference": {"real_halves": halves_distance(judge)}
         | ({"classifier_test_accuracy": state["test_accuracy"]} if state else {}),
         "rule": (UNCONDITIONAL_RULE if settings[0].labels == "none" else RULE).format(
-            accuracy=options.min_label_accuracy, score=options.min_inception_score
+            accuracy=options.min_label_accuracy,
+            score=options.min_inception_score,
+            classes=" or ".join(
+                CLASSES[way] for way in CLASS_DRAWS if way in drawn_classes(options.unlabelled_classes)
+            ),
         ),
         "identity": identity,
     }

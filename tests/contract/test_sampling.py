@@ -93,3 +93,18 @@ def test_classes_drawn_for_unlabelled_samples_follow_the_chances_given_else_are_
     assert shares[1] == 0  # a class of no chance is never drawn
     assert np.abs(shares - chances).max() < 0.015
     assert (any_classes(seeds[7:9], 4, chances) == weighted[7:9]).all()  # each sample's class is its own seed's
+
+
+def test_stratified_classes_hold_every_class_once_per_block_of_seeds_in_an_order_of_the_block() -> None:
+    seeds = np.arange(100_000, 105_000)
+    blocks = any_classes(seeds, 10, stratified=True).reshape(-1, 10)
+    assert (np.sort(blocks, axis=1) == np.arange(10)).all()  # 500 of each class over these 5,000 seeds
+    assert len({tuple(block) for block in blocks}) > 400  # each block in an order of its own, not seed mod 10
+    assert (any_classes(seeds[13:16], 10, stratified=True) == blocks.ravel()[13:16]).all()  # a seed's own class
+    shifted = any_classes(np.arange(100_005, 105_005), 10, stratified=True)  # blocks are fixed by the seeds
+    assert np.abs(np.bincount(shifted, minlength=10) - 500).max() <= 1
+    chances = [0.5, 0.0, 0.3, 0.2]
+    stratified = np.bincount(any_classes(np.arange(4000), 4, chances, stratified=True), minlength=4) / 4000
+    independent = np.bincount(any_classes(np.arange(4000), 4, chances), minlength=4) / 4000
+    assert stratified[1] == 0 and np.abs(stratified - chances).max() < 0.01
+    assert np.abs(stratified - chances).sum() < np.abs(independent - chances).sum()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from contract.manifest import read_manifest
 from contract.sampling import any_classes
@@ -16,6 +17,7 @@ from service.registry import Registry
 from service.sampling import SampleRequest, sample
 from tests.conftest import DATA, TinyPipeline
 from training import sweep
+from training.data import ImageSet
 from training.draw import class_frequencies
 from training.evaluate import EvaluateOptions, evaluate_vqvae
 from training.export.package import ExportOptions
@@ -47,6 +49,7 @@ def test_the_rule_picks_the_least_distance_among_the_settings_that_meet_the_floo
         "temperature": 1,
         "unlabelled": "any_class",  # a class drawn for each sample at guidance 0: the least distance overall
         "unlabelled_classes": "uniform",  # as uniformly as labelled samples' labels cycle
+        "class_draw": "stratified",  # and balanced over consecutive seeds, as theirs are
         "unlabelled_guidance": 0,
         "unlabelled_temperature": 1,
     }
@@ -65,6 +68,15 @@ def test_the_rule_picks_the_least_distance_among_the_settings_that_meet_the_floo
     assert (only_data["unlabelled_classes"], only_data["guidance"]) == ("data", 1)
     with pytest.raises(ValueError, match="uniform, data or both"):
         choose(rows, replace(options, unlabelled_classes="often"))
+
+
+def test_evaluate_takes_the_class_draw_only_where_classes_are_drawn() -> None:
+    train = ImageSet(torch.zeros(4, 1, 28, 28), torch.tensor([0, 1, 1, 2]))
+    drawn = EvaluateOptions(unlabelled="any_class", class_draw="stratified").sampling(train, 3)
+    assert (drawn["class_draw"], drawn["class_frequencies"]) == ("stratified", None)
+    assert EvaluateOptions(unlabelled="no_label", class_draw="stratified").sampling(train, 3)["class_draw"] is None
+    with pytest.raises(ValueError, match="independent or stratified"):
+        EvaluateOptions(unlabelled="any_class", class_draw="balanced").sampling(train, 3)
 
 
 def test_class_frequencies_are_the_shares_of_the_known_labels() -> None:
@@ -128,8 +140,8 @@ def test_a_second_sweep_into_the_folder_adds_its_rows_and_measures_only_new_sett
     assert len(after["rows"]) == len(before["rows"]) + 1
     assert [row for row in after["rows"] if row["name"] != "labelled-w2-t1"] == before["rows"]
     weighted = run_sweep(replace(options, guidance="1", unlabelled_classes="uniform,data"))
-    assert [setting.name for setting in drawn[1:]] == ["any_class-data-w1-t1"]
-    added = next(row for row in weighted["rows"] if row["name"] == "any_class-data-w1-t1")
+    assert [setting.name for setting in drawn[1:]] == ["any_class-data-stratified-w1-t1"]
+    added = next(row for row in weighted["rows"] if row["name"] == "any_class-data-stratified-w1-t1")
     assert len(added["class_frequencies"]) == 10 and abs(sum(added["class_frequencies"]) - 1) < 1e-9
     assert "label_accuracy" in added["metrics"]  # the classes drawn are known, so the judge checks them too
     assert "(training shares)" in markdown_table(weighted)
@@ -170,6 +182,7 @@ def test_the_chosen_defaults_travel_through_evaluate_and_export_to_the_service(
     assert (prior.guidance, prior.temperature, prior.unlabelled) == (1.0, 0.8, "any_class")
     assert (prior.unlabelled_guidance, prior.unlabelled_temperature) == (0.0, 1.0)
     assert prior.class_frequencies == frequencies
+    assert prior.class_draw == "stratified"
     registry = Registry(Settings(MODELS_DIR=tmp_path / "models"))
     registry.load()
     try:
@@ -179,7 +192,7 @@ def test_the_chosen_defaults_travel_through_evaluate_and_export_to_the_service(
         asked = sample(model, SampleRequest(n=3, seed=5, labels=[2], guidance=1.0, temperature=0.8))
         assert (labelled["guidance"], labelled["temperature"]) == (1.0, 0.8)
         assert (unlabelled["guidance"], unlabelled["temperature"]) == (0.0, 1.0)
-        assert (unlabelled["labels"] == any_classes(5 + np.arange(3), 10, frequencies)).all()
+        assert (unlabelled["labels"] == any_classes(5 + np.arange(3), 10, frequencies, stratified=True)).all()
         assert (labelled["codes"] == asked["codes"]).all()  # the defaults are what asking for them gives
     finally:
         registry.close()
